@@ -1,0 +1,40 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { HttpProblem, ProblemTypes, problemResponses } from '../../src/problem.js'
+import { HealthSchema, ReadinessSchema } from './schemas.js'
+
+const tags = ['healthz']
+
+/**
+ * Health probes for orchestrators: liveness says the process answers, readiness that it can serve
+ * (every check registered with `fastify.readiness` passes).
+ */
+const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/', {
+    schema: { summary: 'Overall health', tags, response: { 200: HealthSchema } },
+  }, async () => ({ status: 'OK' as const }))
+
+  fastify.get('/liveness', {
+    schema: { summary: 'Liveness probe: the process answers', tags, response: { 200: HealthSchema } },
+  }, async () => ({ status: 'OK' as const }))
+
+  fastify.get('/readiness', {
+    schema: {
+      summary: 'Readiness probe: the server and its database can serve requests',
+      tags,
+      response: { 200: ReadinessSchema, ...problemResponses(503) },
+    },
+  }, async () => {
+    const results = fastify.hasDecorator('readiness') ? await fastify.readiness.run() : []
+    const failed = results.filter((result) => !result.ok)
+    if (failed.length > 0) {
+      throw new HttpProblem(503, `Not ready: ${failed.map((f) => `${f.name} (${f.detail ?? 'failed'})`).join(', ')}`, {
+        type: ProblemTypes.notReady,
+        title: 'Not ready',
+      })
+    }
+    return { status: 'OK' as const, checks: results.map((r) => ({ name: r.name, status: 'OK' as const })) }
+  })
+}
+
+export default fp(healthz, { name: 'mrmat-healthz', fastify: '5.x', encapsulate: true })

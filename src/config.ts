@@ -1,0 +1,111 @@
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { DatabaseUrlError, parseDatabaseUrl, type DatabaseLocation } from './db/url.js'
+
+/** A configuration value that cannot be used; the CLI prints the message on one line and exits 2. */
+export class ConfigError extends Error {}
+
+export const DEFAULT_DATABASE_FILE = 'mrmat-ts-api-fastify.sqlite'
+
+/** What the CLI hands over once yargs has merged flags, MRMAT_* variables, the config file and defaults. */
+export const ServerOptionsSchema = Type.Object({
+  debug: Type.Boolean(),
+  host: Type.String({ minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  instancePath: Type.String({ minLength: 1 }),
+  db: Type.Optional(Type.String({ minLength: 1 })),
+  oidcSecrets: Type.Optional(Type.String({ minLength: 1 })),
+})
+export type ServerOptions = Static<typeof ServerOptionsSchema>
+
+/** The server's configuration, validated: the rest of the code trusts it. */
+export interface ServerConfig {
+  debug: boolean
+  host: string
+  port: number
+  /** Absolute, and created if it did not exist. */
+  instancePath: string
+  database: DatabaseLocation
+  /** Absolute path of a readable client-secrets JSON file. */
+  oidcSecrets: string | undefined
+}
+
+const FLAGS: Record<string, string> = {
+  debug: '--debug',
+  host: '--host',
+  port: '--port',
+  instancePath: '--instance-path',
+  db: '--db',
+  oidcSecrets: '--oidc-secrets',
+}
+
+function checkOptions(raw: Record<string, unknown>): ServerOptions {
+  const options = Object.fromEntries(
+    Object.keys(FLAGS).filter((key) => raw[key] !== undefined).map((key) => [key, raw[key]]),
+  )
+  const error = Value.Errors(ServerOptionsSchema, options).First()
+  if (error !== undefined) {
+    const key = error.path.split('/')[1] ?? ''
+    const given = Number.isNaN(error.value) ? 'not a number' : JSON.stringify(error.value)
+    throw new ConfigError(`invalid ${FLAGS[key] ?? key} (${given}): ${error.message.toLowerCase()}`)
+  }
+  return options as ServerOptions
+}
+
+/** Reads the JSON config file named by --config or MRMAT_CONFIG; keys are the long option names. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new ConfigError(`the config file ${path} is not valid JSON: ${(error as Error).message}`)
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`the config file ${path} must hold a JSON object`)
+  }
+  return parsed as Record<string, unknown>
+}
+
+function readableFile(path: string, flag: string): string {
+  const absolute = resolve(path)
+  try {
+    accessSync(absolute, constants.R_OK)
+  } catch (error) {
+    throw new ConfigError(`cannot read ${flag} ${absolute}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`)
+  }
+  return absolute
+}
+
+/** Validates the merged options once, at the edge, and resolves paths and the database location. */
+export function resolveServerConfig(raw: Record<string, unknown>): ServerConfig {
+  const options = checkOptions(raw)
+  const instancePath = resolve(options.instancePath)
+  try {
+    mkdirSync(instancePath, { recursive: true })
+  } catch (error) {
+    throw new ConfigError(`cannot create --instance-path ${instancePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  let database: DatabaseLocation
+  try {
+    database = parseDatabaseUrl(options.db ?? join(instancePath, DEFAULT_DATABASE_FILE))
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`invalid --db: ${error.message}`)
+    throw error
+  }
+  return {
+    debug: options.debug,
+    host: options.host,
+    port: options.port,
+    instancePath,
+    database,
+    oidcSecrets: options.oidcSecrets === undefined ? undefined : readableFile(options.oidcSecrets, '--oidc-secrets'),
+  }
+}

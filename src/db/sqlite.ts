@@ -1,0 +1,86 @@
+import { mkdirSync, statSync } from 'node:fs'
+import { open, stat, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import BetterSqlite3 from 'better-sqlite3'
+import { drizzle } from 'drizzle-orm/better-sqlite3'
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
+import { migrationsFolder } from '../paths.js'
+import { DatabaseError, type SqliteDatabase } from './database.js'
+import * as schema from './schema/sqlite.js'
+import { SQLITE_MEMORY } from './url.js'
+
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
+
+export interface SqliteOptions {
+  /** How long a writer waits for another connection's lock, in milliseconds. */
+  busyTimeout?: number
+}
+
+async function readHeader(file: string): Promise<Buffer> {
+  let handle: FileHandle | undefined
+  try {
+    handle = await open(file, 'r')
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(SQLITE_HEADER.length), 0, SQLITE_HEADER.length, 0)
+    return buffer.subarray(0, bytesRead)
+  } finally {
+    await handle?.close()
+  }
+}
+
+export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDatabase {
+  const inMemory = file === SQLITE_MEMORY
+  let connection: BetterSqlite3.Database
+  try {
+    if (!inMemory) mkdirSync(dirname(file), { recursive: true })
+    connection = new BetterSqlite3(file)
+    // WAL lets readers run beside the writer; NORMAL sync is durable at checkpoints and safe in WAL.
+    if (!inMemory) connection.pragma('journal_mode = WAL')
+    connection.pragma('synchronous = NORMAL')
+    connection.pragma(`busy_timeout = ${options.busyTimeout ?? 5000}`)
+    connection.pragma('foreign_keys = ON')
+  } catch (error) {
+    throw new DatabaseError(`cannot open the SQLite database ${file}: ${(error as Error).message}`)
+  }
+  // Remember which file was opened, so that readiness notices it being swapped underneath us.
+  const opened = inMemory ? undefined : statSync(file)
+  const orm = drizzle(connection, { schema })
+
+  return {
+    dialect: 'sqlite',
+    description: `sqlite:${file}`,
+    orm,
+    async migrate() {
+      try {
+        migrate(orm, { migrationsFolder: migrationsFolder('sqlite') })
+      } catch (error) {
+        throw new DatabaseError(`cannot migrate the SQLite database ${file}: ${(error as Error).message}`)
+      }
+    },
+    async ping() {
+      // In WAL mode SQLite answers from its cache while the WAL index is unchanged, so a query alone
+      // does not notice the file being deleted, replaced or overwritten. Check the file too.
+      if (!inMemory) {
+        let current
+        try {
+          current = await stat(file)
+        } catch {
+          throw new Error('the database file is missing')
+        }
+        if (opened !== undefined && (current.ino !== opened.ino || current.dev !== opened.dev)) {
+          throw new Error('the database file was replaced')
+        }
+        if (!(await readHeader(file)).equals(SQLITE_HEADER)) {
+          throw new Error('the database file is not a SQLite database')
+        }
+      }
+      try {
+        connection.prepare('SELECT count(*) FROM sqlite_master').get()
+      } catch (error) {
+        throw new Error(`the database does not answer: ${(error as Error).message}`, { cause: error })
+      }
+    },
+    async close() {
+      if (connection.open) connection.close()
+    },
+  }
+}

@@ -1,0 +1,54 @@
+import { resolve } from 'node:path'
+
+export type DatabaseLocation =
+  | { dialect: 'sqlite', file: string }
+  | { dialect: 'postgres', url: string }
+
+export const SQLITE_MEMORY = ':memory:'
+
+export class DatabaseUrlError extends Error {}
+
+/**
+ * Parses --db: `:memory:`, `sqlite::memory:`, `sqlite:<path>`, SQLAlchemy's `sqlite:///<path>` (so the
+ * seed's URIs keep working), a bare file path, or `postgres://` / `postgresql://`.
+ */
+export function parseDatabaseUrl(value: string, cwd = process.cwd()): DatabaseLocation {
+  const text = value.trim()
+  if (text === '') throw new DatabaseUrlError('the database URI is empty')
+  if (text === SQLITE_MEMORY) return { dialect: 'sqlite', file: SQLITE_MEMORY }
+  // A scheme needs two or more letters, so that a Windows drive letter reads as a path.
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):/.exec(text)?.[1]?.toLowerCase()
+  if (scheme === undefined) return { dialect: 'sqlite', file: resolve(cwd, text) }
+  if (scheme === 'postgres' || scheme === 'postgresql') {
+    let url: URL
+    try {
+      url = new URL(text)
+    } catch {
+      throw new DatabaseUrlError('the PostgreSQL URI is malformed')
+    }
+    if (url.hostname === '' && !url.searchParams.has('host')) {
+      throw new DatabaseUrlError('the PostgreSQL URI names no host')
+    }
+    return { dialect: 'postgres', url: text }
+  }
+  if (scheme === 'sqlite') {
+    let rest = text.slice('sqlite:'.length)
+    if (rest.startsWith('///')) rest = rest.slice(3)
+    else if (rest.startsWith('//')) throw new DatabaseUrlError('a sqlite URI takes no host: use sqlite:<path> or sqlite:///<path>')
+    if (rest === SQLITE_MEMORY) return { dialect: 'sqlite', file: SQLITE_MEMORY }
+    if (rest === '') throw new DatabaseUrlError('the sqlite URI names no file')
+    return { dialect: 'sqlite', file: resolve(cwd, rest) }
+  }
+  throw new DatabaseUrlError(`unsupported database URI scheme '${scheme}:'; use sqlite:<path>, :memory: or postgres://…`)
+}
+
+/** The location as safe to log: never the password. */
+export function describeDatabase(location: DatabaseLocation): string {
+  if (location.dialect === 'sqlite') return `sqlite:${location.file}`
+  const url = new URL(location.url)
+  if (url.password !== '') url.password = '***'
+  url.searchParams.forEach((_value, key) => {
+    if (key.toLowerCase() === 'password') url.searchParams.set(key, '***')
+  })
+  return url.toString()
+}

@@ -1,0 +1,168 @@
+import FindMyWay, { type HTTPMethod } from 'find-my-way'
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import {
+  HttpProblem,
+  PROBLEM_CONTENT_TYPE,
+  ProblemTypes,
+  statusTitle,
+  type InvalidParam,
+  type Problem,
+} from './problem.js'
+
+export { HttpProblem } from './problem.js'
+
+type ValidationError = NonNullable<FastifyError['validation']>[number]
+
+const LOCATIONS: Record<string, InvalidParam['in']> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'path',
+  headers: 'header',
+}
+
+function invalidParams(error: FastifyError): InvalidParam[] {
+  const where = LOCATIONS[error.validationContext ?? 'body'] ?? 'body'
+  return (error.validation ?? []).map((v: ValidationError) => {
+    const params: Record<string, unknown> = v.params
+    // ajv reports a missing or extra property on the parent object; point at the property itself.
+    const child = params.missingProperty ?? params.additionalProperty
+    const pointer = typeof child === 'string' ? `${v.instancePath}/${child}` : v.instancePath
+    return { in: where, name: pointer === '' ? '/' : pointer, detail: v.message ?? 'is invalid' }
+  })
+}
+
+function describe(params: InvalidParam[]): string {
+  const first = params[0]
+  if (first === undefined) return 'The request failed validation'
+  const more = params.length > 1 ? ` (and ${params.length - 1} more)` : ''
+  return `The ${first.in} field ${first.name} ${first.detail}${more}`
+}
+
+/** Turns anything thrown during a request into the problem the client sees. */
+export function toProblem(error: FastifyError | HttpProblem, request: FastifyRequest): {
+  problem: Problem
+  headers: Record<string, string>
+} {
+  const base = { instance: request.url.split('?', 1)[0], requestId: request.id }
+  if (error instanceof HttpProblem) {
+    return {
+      problem: {
+        type: error.type,
+        title: error.title,
+        status: error.statusCode,
+        detail: error.message,
+        ...base,
+        ...(error.errors === undefined ? {} : { errors: error.errors }),
+      },
+      headers: error.headers,
+    }
+  }
+  if (error.validation !== undefined) {
+    const errors = invalidParams(error)
+    return {
+      problem: {
+        type: ProblemTypes.validation,
+        title: 'Validation failed',
+        status: 400,
+        detail: describe(errors),
+        ...base,
+        errors,
+      },
+      headers: {},
+    }
+  }
+  const status = error.statusCode
+  // Fastify's own client errors (bad JSON, body too large, unsupported media type, ...) carry a
+  // status below 500 and a message written for the client.
+  if (status !== undefined && status >= 400 && status < 500) {
+    return {
+      problem: { type: 'about:blank', title: statusTitle(status), status, detail: error.message, ...base },
+      headers: {},
+    }
+  }
+  return {
+    problem: {
+      type: 'about:blank',
+      title: statusTitle(500),
+      status: 500,
+      detail: 'An unexpected error occurred. Quote the request id when reporting it.',
+      ...base,
+    },
+    headers: {},
+  }
+}
+
+export function sendProblem(reply: FastifyReply, problem: Problem, headers: Record<string, string> = {}): FastifyReply {
+  return reply
+    .code(problem.status)
+    .headers(headers)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(problem)
+}
+
+const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
+/**
+ * Answers every error as RFC 9457 problem details: route errors, validation, unknown routes (404),
+ * known routes called with the wrong method (405, with Allow), and Fastify's own framework errors.
+ * Register it before any route so that it sees every route for the 405 check.
+ */
+async function problemDetails(fastify: FastifyInstance): Promise<void> {
+  // Fastify answers a wrong method with 404; a second router of the same routes tells 405 apart.
+  const known = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: false })
+  fastify.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const method of methods) {
+      if (!METHODS.includes(method as HTTPMethod)) continue
+      if (known.hasRoute(method as HTTPMethod, route.url)) continue
+      known.on(method as HTTPMethod, route.url, () => undefined)
+    }
+  })
+
+  fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    const { problem, headers } = toProblem(error, request)
+    if (problem.status >= 500 && !(error instanceof HttpProblem)) {
+      request.log.error({ err: error }, 'request failed')
+    } else {
+      request.log.info({ status: problem.status, detail: problem.detail }, 'request refused')
+    }
+    return sendProblem(reply, problem, headers)
+  })
+
+  fastify.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? '/'
+    const allowed = METHODS.filter((method) => known.find(method, path) !== null)
+    if (allowed.length > 0) {
+      return sendProblem(
+        reply,
+        {
+          type: 'about:blank',
+          title: statusTitle(405),
+          status: 405,
+          detail: `${request.method} is not allowed here; use ${allowed.join(', ')}`,
+          instance: path,
+          requestId: request.id,
+        },
+        { allow: allowed.join(', ') },
+      )
+    }
+    return sendProblem(reply, {
+      type: 'about:blank',
+      title: statusTitle(404),
+      status: 404,
+      detail: `There is no route ${request.method} ${path}`,
+      instance: path,
+      requestId: request.id,
+    })
+  })
+}
+
+export default fp(problemDetails, { name: 'mrmat-problem-details', fastify: '5.x' })
+
+/** For Fastify's frameworkErrors option: errors raised before routing (a malformed URL, say). */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id)
+  const { problem } = toProblem(error, request)
+  void sendProblem(reply, problem)
+}

@@ -1,0 +1,103 @@
+import { STATUS_CODES } from 'node:http'
+import { Type, type Static } from '@sinclair/typebox'
+
+/**
+ * RFC 9457 problem details. Every error the server sends has this shape, so it is declared once and
+ * used both to document error responses in OpenAPI and to serialise them.
+ */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** Where the problem types this server defines are documented. */
+export const PROBLEM_TYPE_BASE = 'https://github.com/MrMatAP/mrmat-ts-api-fastify/blob/main/README.md#problem-'
+
+export const ProblemTypes = {
+  validation: `${PROBLEM_TYPE_BASE}validation-failed`,
+  notReady: `${PROBLEM_TYPE_BASE}not-ready`,
+} as const
+
+export const InvalidParamSchema = Type.Object(
+  {
+    in: Type.Union([
+      Type.Literal('body'),
+      Type.Literal('query'),
+      Type.Literal('path'),
+      Type.Literal('header'),
+    ]),
+    name: Type.String({ description: 'The offending field, as a JSON pointer into its location' }),
+    detail: Type.String(),
+  },
+  { additionalProperties: false },
+)
+export type InvalidParam = Static<typeof InvalidParamSchema>
+
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String({ description: 'A URI identifying the kind of problem; about:blank for a plain HTTP status' }),
+    title: Type.String(),
+    status: Type.Integer({ minimum: 400, maximum: 599 }),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String({ description: 'The path of the request that failed' })),
+    requestId: Type.Optional(Type.String({ description: 'Also sent as the x-request-id header; quote it when reporting a problem' })),
+    errors: Type.Optional(Type.Array(InvalidParamSchema, { description: 'The fields that failed validation' })),
+  },
+  { additionalProperties: false, description: 'RFC 9457 problem details' },
+)
+export type Problem = Static<typeof ProblemSchema>
+
+/**
+ * An error whose detail is safe to show the client. Anything else that reaches the error handler
+ * becomes an opaque 500.
+ */
+export class HttpProblem extends Error {
+  readonly statusCode: number
+  readonly type: string
+  readonly title: string
+  readonly errors: InvalidParam[] | undefined
+  readonly headers: Record<string, string>
+
+  constructor(
+    statusCode: number,
+    detail: string,
+    options: { type?: string, title?: string, errors?: InvalidParam[], headers?: Record<string, string> } = {},
+  ) {
+    super(detail)
+    this.name = 'HttpProblem'
+    this.statusCode = statusCode
+    this.type = options.type ?? 'about:blank'
+    this.title = options.title ?? statusTitle(statusCode)
+    this.errors = options.errors
+    this.headers = options.headers ?? {}
+  }
+}
+
+export function statusTitle(status: number): string {
+  return STATUS_CODES[status] ?? 'Error'
+}
+
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'The request is malformed or failed validation',
+  401: 'No valid bearer token was presented',
+  403: 'The token lacks a required scope or the caller may not touch this object',
+  404: 'No such route or object',
+  405: 'The route exists but not for this method',
+  409: 'The request conflicts with the current state',
+  413: 'The request body is too large',
+  415: 'The request body has an unsupported media type',
+  500: 'An unexpected error; the body carries no internals',
+  503: 'The server or one of its dependencies is not available',
+}
+
+/**
+ * Response schemas for the error statuses a route can answer, keyed by content type so that OpenAPI
+ * documents them as application/problem+json and Fastify serialises them with the same schema.
+ */
+export function problemResponses(...statuses: number[]): Record<number, unknown> {
+  const responses: Record<number, unknown> = {}
+  for (const status of statuses) {
+    responses[status] = {
+      description: PROBLEM_DESCRIPTIONS[status] ?? statusTitle(status),
+      content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
+    }
+  }
+  return responses
+}
