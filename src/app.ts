@@ -5,7 +5,7 @@ import greetingV1 from '../plugins/greeting/v1/index.js'
 import greetingV2 from '../plugins/greeting/v2/index.js'
 import databasePlugin from './db/plugin.js'
 import type { Database } from './db/database.js'
-import problemDetails, { frameworkErrorHandler } from './errors.js'
+import problemDetails, { clientErrorHandler, frameworkErrorHandler } from './errors.js'
 import openapi from './openapi.js'
 import readiness from './readiness.js'
 import requestId, { genRequestId } from './request-id.js'
@@ -45,6 +45,7 @@ export async function buildApp(options: AppOptions = {}): Promise<FastifyInstanc
       },
     },
     frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
   // The APIs speak JSON only: a text/plain body is a 415, not a string for the validator to reject.
   app.removeContentTypeParser('text/plain')

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream'
 import FindMyWay, { type HTTPMethod } from 'find-my-way'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -165,4 +166,27 @@ export function frameworkErrorHandler(error: FastifyError, request: FastifyReque
   reply.header('x-request-id', request.id)
   const { problem } = toProblem(error, request)
   void sendProblem(reply, problem)
+}
+
+const CLIENT_ERRORS: Record<string, { status: number, detail: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, detail: 'The request was not received in time' },
+  HPE_HEADER_OVERFLOW: { status: 431, detail: 'The request headers are too large' },
+}
+
+/**
+ * For Fastify's clientErrorHandler option: requests Node's HTTP parser rejects (bad framing, header
+ * overflow, timeouts) never reach a route, so answer them as problem details straight on the socket.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const { status, detail } = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, detail: 'The request could not be parsed as HTTP' }
+  const body = JSON.stringify({ type: 'about:blank', title: statusTitle(status), status, detail } satisfies Problem)
+  this.log.debug({ err: error }, 'client error')
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n`
+      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }

@@ -17,12 +17,11 @@ export const ProblemTypes = {
 
 export const InvalidParamSchema = Type.Object(
   {
-    in: Type.Union([
-      Type.Literal('body'),
-      Type.Literal('query'),
-      Type.Literal('path'),
-      Type.Literal('header'),
-    ]),
+    in: Type.Unsafe<'body' | 'query' | 'path' | 'header'>({
+      type: 'string',
+      enum: ['body', 'query', 'path', 'header'],
+      description: 'Where the field is',
+    }),
     name: Type.String({ description: 'The offending field, as a JSON pointer into its location' }),
     detail: Type.String(),
   },
@@ -89,11 +88,12 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
 
 /**
  * Response schemas for the error statuses a route can answer, keyed by content type so that OpenAPI
- * documents them as application/problem+json and Fastify serialises them with the same schema.
+ * documents them as application/problem+json and Fastify serialises them with the same schema. 500 is
+ * always among them: any route can fail.
  */
 export function problemResponses(...statuses: number[]): Record<number, unknown> {
   const responses: Record<number, unknown> = {}
-  for (const status of statuses) {
+  for (const status of [...statuses, 500]) {
     responses[status] = {
       description: PROBLEM_DESCRIPTIONS[status] ?? statusTitle(status),
       content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },

@@ -11,11 +11,11 @@ const tags = ['healthz']
  */
 const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
-    schema: { summary: 'Overall health', tags, response: { 200: HealthSchema } },
+    schema: { summary: 'Overall health', tags, response: { 200: HealthSchema, ...problemResponses() } },
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/liveness', {
-    schema: { summary: 'Liveness probe: the process answers', tags, response: { 200: HealthSchema } },
+    schema: { summary: 'Liveness probe: the process answers', tags, response: { 200: HealthSchema, ...problemResponses() } },
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/readiness', {

@@ -17,10 +17,16 @@ export interface RunningServer {
 }
 
 /** The real app on a fresh SQLite file in a test folder, listening on a free port; closed after the test. */
-export async function startServer(t: Tap, options: Omit<AppOptions, 'database'> = {}): Promise<RunningServer> {
+export async function startServer(
+  t: Tap,
+  options: Omit<AppOptions, 'database'> = {},
+  /** Adds routes of the test's own (to provoke errors, say) before the server starts. */
+  extraRoutes?: (app: FastifyInstance) => void,
+): Promise<RunningServer> {
   const databaseFile = join(t.testdir(), 'test.sqlite')
   const app = await buildApp({ ...options, database: openSqlite(databaseFile), migrate: true })
   t.teardown(() => app.close())
+  extraRoutes?.(app)
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   return { app, url, databaseFile }
 }

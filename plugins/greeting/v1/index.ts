@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { problemResponses } from '../../../src/problem.js'
 import { GreetingSchema } from './schemas.js'
 
 /** Greeting v1: the world, greeted. */
@@ -8,7 +9,7 @@ const greetingV1: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       summary: 'Greet the world',
       tags: ['greeting v1'],
-      response: { 200: GreetingSchema },
+      response: { 200: GreetingSchema, ...problemResponses() },
     },
   }, async () => ({ message: 'Hello World' }))
 }

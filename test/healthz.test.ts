@@ -1,0 +1,82 @@
+import { copyFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { startServer } from './helpers/server.js'
+
+t.test('healthz, liveness and readiness answer 200 with and without the trailing slash', async (t) => {
+  const { url } = await startServer(t)
+  const expected: Record<string, unknown> = {
+    '/healthz': { status: 'OK' },
+    '/healthz/liveness': { status: 'OK' },
+    '/healthz/readiness': { status: 'OK', checks: [{ name: 'database', status: 'OK' }] },
+  }
+  for (const [path, body] of Object.entries(expected)) {
+    for (const variant of [path, `${path}/`]) {
+      const res = await fetch(url + variant, { redirect: 'manual' })
+      t.equal(res.status, 200, variant)
+      t.same(await res.json(), body, `${variant} body`)
+    }
+  }
+})
+
+const breakages: [string, (file: string) => void, RegExp][] = [
+  ['overwritten with garbage', (file) => { writeFileSync(file, Buffer.alloc(8192, 0x5a)) }, /not a SQLite database/],
+  ['truncated to nothing', (file) => { truncateSync(file, 0) }, /not a SQLite database/],
+  ['deleted', (file) => { rmSync(file) }, /missing/],
+  ['replaced by another file', (file) => { copyFileSync(file, `${file}.copy`); renameSync(`${file}.copy`, file) }, /replaced/],
+]
+
+for (const [what, breakIt, reason] of breakages) {
+  t.test(`readiness turns 503 when the database file is ${what}`, async (t) => {
+    const { url, databaseFile } = await startServer(t)
+    t.equal((await fetch(`${url}/healthz/readiness`)).status, 200, 'ready before')
+    breakIt(databaseFile)
+    const res = await fetch(`${url}/healthz/readiness/`)
+    t.equal(res.status, 503)
+    t.match(res.headers.get('content-type'), /^application\/problem\+json/)
+    const problem = await res.json() as Record<string, unknown>
+    t.match(problem, {
+      type: 'https://github.com/MrMatAP/mrmat-ts-api-fastify/blob/main/README.md#problem-not-ready',
+      title: 'Not ready',
+      status: 503,
+      detail: reason,
+    })
+    t.notMatch(problem.detail, databaseFile, 'the file path stays on the server')
+    t.equal((await fetch(`${url}/healthz/liveness`)).status, 200, 'still alive')
+  })
+}
+
+t.test('readiness recovers when the check passes again', async (t) => {
+  const app = await buildApp()
+  t.teardown(() => app.close())
+  let healthy = false
+  app.readiness.add('flaky', () => {
+    if (!healthy) throw new Error('warming up')
+  })
+  const before = await app.inject('/healthz/readiness')
+  t.equal(before.statusCode, 503)
+  t.match(before.json(), { detail: 'Not ready: flaky (warming up)' })
+  healthy = true
+  const after = await app.inject('/healthz/readiness')
+  t.equal(after.statusCode, 200)
+  t.same(after.json(), { status: 'OK', checks: [{ name: 'flaky', status: 'OK' }] })
+})
+
+t.test('a readiness check that hangs counts as failed after its timeout', async (t) => {
+  const app = await buildApp()
+  t.teardown(() => app.close())
+  app.readiness.add('stuck', () => new Promise(() => undefined))
+  const started = Date.now()
+  const res = await app.inject('/healthz/readiness')
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { detail: /stuck \(no answer within \d+ ms\)/ })
+  t.ok(Date.now() - started < 10_000, 'answers instead of hanging')
+})
+
+t.test('without a database readiness has nothing to check and is ready', async (t) => {
+  const app = await buildApp()
+  t.teardown(() => app.close())
+  const res = await app.inject('/healthz/readiness')
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'OK', checks: [] })
+})
