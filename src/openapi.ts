@@ -4,6 +4,21 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import { packageVersion } from './paths.js'
 
+// The inline <style> of Swagger UI's own SVG logo (swagger-api/swagger-ui#10655).
+const SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+
+/**
+ * The plugin's default CSP, amended: upgrade-insecure-requests sends a browser that reached the docs
+ * over plain HTTP by any name but localhost to https:// for every asset (a blank page behind a
+ * TLS-less proxy), and the validator host is never contacted since the validator is off.
+ */
+function docsCsp(header: string): string {
+  return header
+    .replace(/\s*upgrade-insecure-requests;/, '')
+    .replace(' validator.swagger.io', '')
+    .replace("style-src 'self' https:", `style-src 'self' https: ${SWAGGER_LOGO_STYLE}`)
+}
+
 export interface OpenApiOptions {
   /** Serve Swagger UI at /docs/. On by default. */
   ui?: boolean
@@ -39,6 +54,7 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
       uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: false },
       validatorUrl: false,
       staticCSP: true,
+      transformStaticCSP: docsCsp,
     })
   }
 }
