@@ -40,17 +40,18 @@ async function serve(config: ServerConfig): Promise<void> {
   if (config.oidcSecrets === undefined) {
     log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets)')
   }
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (error) {
+    await app.close()
+    throw new StartError(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
+  }
+  // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
   closeWithGrace({ delay: 10_000, logger: log }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'shutting down after an uncaught error')
     else log.info({ signal }, 'shutting down')
     await app.close()
   })
-  try {
-    await app.listen({ host: config.host, port: config.port })
-  } catch (error) {
-    await app.close()
-    throw new DatabaseError(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
-  }
 }
 
 async function migrateOnly(config: ServerConfig): Promise<void> {
@@ -68,6 +69,9 @@ async function printOpenApi(): Promise<void> {
 
 /** A mistake in how the CLI was called: unknown option, missing value, bad choice. */
 export class UsageError extends Error {}
+
+/** The server could not start: the port is taken, say. */
+export class StartError extends Error {}
 
 const ENV_PREFIX = 'MRMAT_'
 const ENV_OPTIONS = ['config', 'debug', 'host', 'port', 'instance-path', 'db', 'oidc-secrets']
@@ -119,10 +123,12 @@ export async function main(args: string[]): Promise<void> {
     await cli(args).parseAsync()
   } catch (error) {
     const err = error as Error
-    const usage = err instanceof ConfigError || err instanceof UsageError
+    // yargs rethrows what the --config reader threw as its own YError.
+    const usage = err instanceof ConfigError || err instanceof UsageError || err.name === 'YError'
     process.stderr.write(`${NAME}: ${err.message}\n`)
     if (usage) process.stderr.write(`Run '${NAME} --help' for usage.\n`)
-    if (!(usage || err instanceof DatabaseError) && process.env.MRMAT_DEBUG !== undefined) {
+    const expected = usage || err instanceof DatabaseError || err instanceof StartError
+    if (!expected && process.env.MRMAT_DEBUG !== undefined) {
       process.stderr.write(`${err.stack ?? ''}\n`)
     }
     process.exitCode = usage ? EXIT_USAGE : EXIT_RUNTIME

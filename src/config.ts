@@ -88,11 +88,6 @@ function readableFile(path: string, flag: string): string {
 export function resolveServerConfig(raw: Record<string, unknown>): ServerConfig {
   const options = checkOptions(raw)
   const instancePath = resolve(options.instancePath)
-  try {
-    mkdirSync(instancePath, { recursive: true })
-  } catch (error) {
-    throw new ConfigError(`cannot create --instance-path ${instancePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
-  }
   let database: DatabaseLocation
   try {
     database = parseDatabaseUrl(options.db ?? join(instancePath, DEFAULT_DATABASE_FILE))
@@ -100,12 +95,12 @@ export function resolveServerConfig(raw: Record<string, unknown>): ServerConfig 
     if (error instanceof DatabaseUrlError) throw new ConfigError(`invalid --db: ${error.message}`)
     throw error
   }
-  return {
-    debug: options.debug,
-    host: options.host,
-    port: options.port,
-    instancePath,
-    database,
-    oidcSecrets: options.oidcSecrets === undefined ? undefined : readableFile(options.oidcSecrets, '--oidc-secrets'),
+  const oidcSecrets = options.oidcSecrets === undefined ? undefined : readableFile(options.oidcSecrets, '--oidc-secrets')
+  // Created last, so that a rejected configuration leaves nothing behind.
+  try {
+    mkdirSync(instancePath, { recursive: true })
+  } catch (error) {
+    throw new ConfigError(`cannot create --instance-path ${instancePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
+  return { debug: options.debug, host: options.host, port: options.port, instancePath, database, oidcSecrets }
 }
