@@ -3,6 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import healthz from '../plugins/healthz/index.js'
 import greetingV1 from '../plugins/greeting/v1/index.js'
 import greetingV2 from '../plugins/greeting/v2/index.js'
+import greetingV3 from '../plugins/greeting/v3/index.js'
+import bearerAuth, { type AuthPluginOptions } from './auth/plugin.js'
+import type { AuthSettings } from './auth/settings.js'
 import databasePlugin from './db/plugin.js'
 import type { Database } from './db/database.js'
 import problemDetails, { clientErrorHandler, frameworkErrorHandler } from './errors.js'
@@ -25,6 +28,10 @@ export interface AppOptions {
   bodyLimit?: number
   /** Serve Swagger UI at /docs/. On by default. */
   swaggerUi?: boolean
+  /** The identity provider to trust; without it protected routes answer 401. */
+  auth?: AuthSettings
+  /** Cache sizes and provider timings of the bearer-token check (tests shorten them). */
+  authTuning?: Omit<AuthPluginOptions, 'settings'>
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -54,6 +61,7 @@ export async function buildApp(options: AppOptions = {}): Promise<FastifyInstanc
   await app.register(problemDetails)
   await app.register(readiness)
   await app.register(openapi, { ui: options.swaggerUi ?? true })
+  await app.register(bearerAuth, { ...options.authTuning, settings: options.auth })
   if (options.database !== undefined) {
     await app.register(databasePlugin, {
       database: options.database,
@@ -65,5 +73,6 @@ export async function buildApp(options: AppOptions = {}): Promise<FastifyInstanc
   await app.register(healthz, { prefix: '/healthz' })
   await app.register(greetingV1, { prefix: '/api/greeting/v1' })
   await app.register(greetingV2, { prefix: '/api/greeting/v2' })
+  await app.register(greetingV3, { prefix: '/api/greeting/v3' })
   return app
 }

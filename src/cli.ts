@@ -36,9 +36,11 @@ async function openMigrated(config: ServerConfig, log: Logger): Promise<Database
 async function serve(config: ServerConfig): Promise<void> {
   const log = makeLogger(config)
   const database = await openMigrated(config, log)
-  const app = await buildApp({ loggerInstance: log, database })
-  if (config.oidcSecrets === undefined) {
-    log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets)')
+  const app = await buildApp({ loggerInstance: log, database, auth: config.auth })
+  if (config.auth === undefined) {
+    log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets or --issuer)')
+  } else {
+    log.info({ issuer: config.auth.issuer, audience: config.auth.audience }, 'bearer tokens are verified against the identity provider')
   }
   try {
     await app.listen({ host: config.host, port: config.port })
@@ -74,7 +76,7 @@ export class UsageError extends Error {}
 export class StartError extends Error {}
 
 const ENV_PREFIX = 'MRMAT_'
-const ENV_OPTIONS = ['config', 'debug', 'host', 'port', 'instance-path', 'db', 'oidc-secrets']
+const ENV_OPTIONS = ['config', 'debug', 'host', 'port', 'instance-path', 'db', 'oidc-secrets', 'issuer', 'audience', 'jwks-uri', 'clock-tolerance']
 
 /**
  * MRMAT_<OPTION> variables as flags placed before the real ones, so that a flag beats a variable and
@@ -104,6 +106,10 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = process.env): Argv 
         description: 'Database URI: sqlite:<path>, a file path, :memory: or postgres://… [default: SQLite file in the instance path]',
       },
       'oidc-secrets': { type: 'string', description: 'Client-secrets JSON file of the OpenID provider (the seed\'s format)' },
+      issuer: { type: 'string', description: 'OpenID provider issuer URL; tokens\' iss must equal it [default: web.issuer of --oidc-secrets]' },
+      audience: { type: 'string', description: 'Audience tokens must carry in aud [default: web.client_id of --oidc-secrets]' },
+      'jwks-uri': { type: 'string', description: 'Signing keys URL, instead of the jwks_uri of discovery' },
+      'clock-tolerance': { type: 'number', default: 30, description: 'Seconds of clock skew allowed on exp and nbf' },
     })
     .command(['serve', '$0'], 'Apply migrations and serve the API (default)', {}, async (argv) => serve(resolveServerConfig(argv)))
     .command('migrate', 'Apply database migrations and exit', {}, async (argv) => migrateOnly(resolveServerConfig(argv)))

@@ -2,6 +2,7 @@ import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { AuthSettingsError, readClientSecrets, resolveAuthSettings, type AuthSettings } from './auth/settings.js'
 import { DatabaseUrlError, parseDatabaseUrl, type DatabaseLocation } from './db/url.js'
 
 /** A configuration value that cannot be used; the CLI prints the message on one line and exits 2. */
@@ -17,6 +18,10 @@ export const ServerOptionsSchema = Type.Object({
   instancePath: Type.String({ minLength: 1 }),
   db: Type.Optional(Type.String({ minLength: 1 })),
   oidcSecrets: Type.Optional(Type.String({ minLength: 1 })),
+  issuer: Type.Optional(Type.String({ minLength: 1 })),
+  audience: Type.Optional(Type.String({ minLength: 1 })),
+  jwksUri: Type.Optional(Type.String({ minLength: 1 })),
+  clockTolerance: Type.Integer({ minimum: 0, maximum: 600 }),
 })
 export type ServerOptions = Static<typeof ServerOptionsSchema>
 
@@ -30,6 +35,8 @@ export interface ServerConfig {
   database: DatabaseLocation
   /** Absolute path of a readable client-secrets JSON file. */
   oidcSecrets: string | undefined
+  /** The identity provider to trust; undefined runs without authentication. */
+  auth: AuthSettings | undefined
 }
 
 const FLAGS: Record<string, string> = {
@@ -39,6 +46,10 @@ const FLAGS: Record<string, string> = {
   instancePath: '--instance-path',
   db: '--db',
   oidcSecrets: '--oidc-secrets',
+  issuer: '--issuer',
+  audience: '--audience',
+  jwksUri: '--jwks-uri',
+  clockTolerance: '--clock-tolerance',
 }
 
 function checkOptions(raw: Record<string, unknown>): ServerOptions {
@@ -96,11 +107,24 @@ export function resolveServerConfig(raw: Record<string, unknown>): ServerConfig 
     throw error
   }
   const oidcSecrets = options.oidcSecrets === undefined ? undefined : readableFile(options.oidcSecrets, '--oidc-secrets')
+  let auth: AuthSettings | undefined
+  try {
+    auth = resolveAuthSettings({
+      secrets: oidcSecrets === undefined ? undefined : readClientSecrets(oidcSecrets),
+      issuer: options.issuer,
+      audience: options.audience,
+      jwksUri: options.jwksUri,
+      clockTolerance: options.clockTolerance,
+    })
+  } catch (error) {
+    if (error instanceof AuthSettingsError) throw new ConfigError(error.message)
+    throw error
+  }
   // Created last, so that a rejected configuration leaves nothing behind.
   try {
     mkdirSync(instancePath, { recursive: true })
   } catch (error) {
     throw new ConfigError(`cannot create --instance-path ${instancePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
-  return { debug: options.debug, host: options.host, port: options.port, instancePath, database, oidcSecrets }
+  return { debug: options.debug, host: options.host, port: options.port, instancePath, database, oidcSecrets, auth }
 }

@@ -42,7 +42,18 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
         { name: 'healthz', description: 'Health probes' },
         { name: 'greeting v1', description: 'Greeting API, version 1: Hello World' },
         { name: 'greeting v2', description: 'Greeting API, version 2: greets by name' },
+        { name: 'greeting v3', description: 'Greeting API, version 3: greets the caller named by their token' },
       ],
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description: 'An access token of the configured OpenID provider, for this API\'s audience (JWT, or opaque when the provider offers introspection)',
+          },
+        },
+      },
     },
   })
 

@@ -13,6 +13,11 @@ export const PROBLEM_TYPE_BASE = 'https://github.com/MrMatAP/mrmat-ts-api-fastif
 export const ProblemTypes = {
   validation: `${PROBLEM_TYPE_BASE}validation-failed`,
   notReady: `${PROBLEM_TYPE_BASE}not-ready`,
+  tokenRequired: `${PROBLEM_TYPE_BASE}token-required`,
+  invalidToken: `${PROBLEM_TYPE_BASE}invalid-token`,
+  insufficientScope: `${PROBLEM_TYPE_BASE}insufficient-scope`,
+  authNotConfigured: `${PROBLEM_TYPE_BASE}authentication-not-configured`,
+  providerUnavailable: `${PROBLEM_TYPE_BASE}identity-provider-unavailable`,
 } as const
 
 export const InvalidParamSchema = Type.Object(

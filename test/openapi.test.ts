@@ -24,6 +24,7 @@ t.test('the OpenAPI document describes every API route from its schemas', async 
   t.same(Object.keys(doc.paths).sort(), [
     '/api/greeting/v1',
     '/api/greeting/v2',
+    '/api/greeting/v3',
     '/healthz',
     '/healthz/liveness',
     '/healthz/readiness',

@@ -10,8 +10,9 @@ interface Tap {
 export const CLI_NAME = 'mrmat-ts-api-fastify'
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 export const USAGE_HINT = `Run '${CLI_NAME} --help' for usage.`
-// By URL, so that the loader is found whatever the child's working directory.
-const TSX_LOADER = import.meta.resolve('tsx')
+// The test's own node arguments (tap's tsx loader): the child then compiles the sources exactly as the
+// test process does, which c8 needs to merge their coverage. By URL, so any working directory will do.
+const NODE_ARGS = process.execArgv.length > 0 ? process.execArgv : ['--import', import.meta.resolve('tsx')]
 const TIMEOUT_MS = 45_000
 /** Each child spends a second or two of CPU loading the app: more of them at once than cores only queue. */
 const PARALLEL = Math.max(2, availableParallelism())
@@ -56,7 +57,7 @@ export class CliProcess {
   stderr = ''
 
   constructor(t: Tap, readonly args: string[], options: CliOptions) {
-    this.child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_PATH, ...args], {
+    this.child = spawn(process.execPath, [...NODE_ARGS, CLI_PATH, ...args], {
       cwd: options.cwd,
       env: childEnv(options.env),
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,218 @@
+import fp from 'fastify-plugin'
+import fastifyJwt from '@fastify/jwt'
+import { LRUCache } from 'lru-cache'
+import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler, RouteOptions } from 'fastify'
+import { HttpProblem, ProblemTypes } from '../problem.js'
+import { identityFromClaims, type Identity } from './identity.js'
+import {
+  DEFAULT_TIMINGS,
+  IdentityProvider,
+  ProviderUnavailableError,
+  UnknownKeyError,
+  type ProviderTimings,
+} from './provider.js'
+import type { AuthSettings } from './settings.js'
+
+/** The OpenAPI security scheme name a route puts in `schema.security` to require a bearer token. */
+export const BEARER_AUTH = 'bearerAuth'
+
+/** Signature algorithms accepted: asymmetric only, so never `none` and never HS* keyed with a public key. */
+export const ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'] as const
+
+// Longer than any real access token (Entra ID's run to a few KB), short enough to refuse junk cheaply.
+const MAX_TOKEN_LENGTH = 8192
+const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/
+const JWT_SYNTAX = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+export interface AuthPluginOptions {
+  /** Undefined runs the server without authentication: protected routes answer 401. */
+  settings: AuthSettings | undefined
+  timings?: Partial<ProviderTimings>
+  /** Verified tokens kept (bounded LRU, never past their exp). */
+  tokenCacheSize?: number
+  /** Longest an introspection answer is reused, in milliseconds (never past the token's exp). */
+  introspectionCacheTtl?: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The identity provider, when authentication is configured. */
+    identityProvider: IdentityProvider | null
+  }
+  interface FastifyRequest {
+    bearerJwtVerify<T = Record<string, unknown>>(): Promise<T>
+  }
+}
+
+interface Challenge {
+  status: 401 | 403 | 503
+  type: string
+  title: string
+  detail: string
+  error?: 'invalid_token' | 'insufficient_scope'
+  scope?: string
+}
+
+/** An RFC 6750 refusal: a problem body plus the WWW-Authenticate challenge. Never echoes the token. */
+function refuse(realm: string, challenge: Challenge): HttpProblem {
+  const params = [`realm="${realm}"`]
+  if (challenge.error !== undefined) params.push(`error="${challenge.error}"`, `error_description="${challenge.detail.replaceAll('"', '\'')}"`)
+  if (challenge.scope !== undefined) params.push(`scope="${challenge.scope}"`)
+  const headers: Record<string, string> = challenge.status === 503
+    ? { 'retry-after': '5' }
+    : { 'www-authenticate': `Bearer ${params.join(', ')}` }
+  return new HttpProblem(challenge.status, challenge.detail, { type: challenge.type, title: challenge.title, headers })
+}
+
+function invalidToken(realm: string, detail: string): HttpProblem {
+  return refuse(realm, { status: 401, type: ProblemTypes.invalidToken, title: 'Invalid token', detail, error: 'invalid_token' })
+}
+
+function unavailable(detail: string): HttpProblem {
+  return refuse('', { status: 503, type: ProblemTypes.providerUnavailable, title: 'Identity provider unavailable', detail })
+}
+
+/** What a verification failure tells the client: why, but nothing of the token itself. */
+function jwtFailure(realm: string, error: unknown): HttpProblem {
+  if (error instanceof ProviderUnavailableError) return unavailable(error.message)
+  if (error instanceof UnknownKeyError) return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`)
+  const code = (error as { code?: unknown }).code
+  if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') return invalidToken(realm, 'The token has expired')
+  if (code === 'FAST_JWT_INACTIVE') return invalidToken(realm, 'The token is not valid yet')
+  if (code === 'FAST_JWT_INVALID_ALGORITHM' || code === 'FST_JWT_AUTHORIZATION_TOKEN_UNSIGNED' || code === 'FAST_JWT_MISSING_SIGNATURE') {
+    return invalidToken(realm, `The token's signature algorithm is not accepted (${ALGORITHMS.join(', ')})`)
+  }
+  if (typeof code === 'string' && (code.startsWith('FST_JWT_') || code.startsWith('FAST_JWT_'))) {
+    return invalidToken(realm, 'The token is invalid: its signature, issuer, audience or claims do not check out')
+  }
+  throw error
+}
+
+function bearerScopes(route: RouteOptions): string[] | undefined {
+  const security = (route.schema as { security?: Record<string, string[]>[] } | undefined)?.security
+  const requirement = security?.find((entry) => BEARER_AUTH in entry)
+  return requirement?.[BEARER_AUTH]
+}
+
+/**
+ * Bearer-token authentication as an OAuth 2.0 resource server. A route asks for it by declaring
+ * `schema.security: [{ bearerAuth: [...scopes] }]`: the same declaration documents it in OpenAPI and
+ * adds the verifying preHandler, so the two cannot drift apart. Register before the API plugins.
+ */
+async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions): Promise<void> {
+  const { settings } = options
+  const realm = settings?.audience ?? 'mrmat-ts-api-fastify'
+  fastify.decorateRequest('identity', null)
+
+  const provider = settings === undefined
+    ? null
+    : new IdentityProvider(settings, fastify.log, { ...DEFAULT_TIMINGS, ...options.timings })
+  fastify.decorate('identityProvider', provider)
+  if (provider !== null && settings !== undefined) {
+    await fastify.register(fastifyJwt, {
+      namespace: 'bearer',
+      jwtVerify: 'bearerJwtVerify',
+      jwtDecode: 'bearerJwtDecode',
+      jwtSign: 'bearerJwtSign',
+      decoratorName: 'bearerClaims',
+      secret: async (_request: FastifyRequest, token: unknown) => provider.publicKey((token as { header: Record<string, unknown> }).header),
+      decode: { complete: true },
+      verify: {
+        algorithms: [...ALGORITHMS],
+        allowedIss: settings.issuer,
+        allowedAud: settings.audience,
+        requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+        clockTolerance: settings.clockTolerance * 1000,
+      },
+    })
+    void provider.start()
+    fastify.addHook('onClose', async () => provider.close())
+  }
+
+  const verified = new LRUCache<string, Identity>({ max: options.tokenCacheSize ?? 10_000 })
+  const introspectionTtl = options.introspectionCacheTtl ?? 60_000
+
+  /** Keeps a verified token until its exp (and no longer than `longest` ms, when given). */
+  function remember(token: string, identity: Identity, exp: unknown, longest?: number): void {
+    if (typeof exp !== 'number') return
+    const ttl = Math.min(exp * 1000 - Date.now(), longest ?? Number.POSITIVE_INFINITY)
+    if (ttl > 0) verified.set(token, identity, { ttl })
+  }
+
+  async function verifyJwt(request: FastifyRequest, token: string): Promise<Identity> {
+    let claims: Record<string, unknown>
+    try {
+      claims = await request.bearerJwtVerify()
+    } catch (error) {
+      throw jwtFailure(realm, error)
+    }
+    const identity = identityFromClaims(claims)
+    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub)')
+    remember(token, identity, claims.exp)
+    return identity
+  }
+
+  async function verifyOpaque(token: string, auth: AuthSettings, idp: IdentityProvider): Promise<Identity> {
+    if (!idp.ready) throw unavailable('The identity provider has not been reached yet')
+    if (!idp.canIntrospect) throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here')
+    let claims: Record<string, unknown>
+    try {
+      claims = await idp.introspect(token)
+    } catch (error) {
+      if (error instanceof ProviderUnavailableError) throw unavailable(error.message)
+      throw error
+    }
+    if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
+    const now = Date.now() / 1000
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+    if (claims.iss !== undefined && claims.iss !== auth.issuer) throw invalidToken(realm, 'The token is from another issuer')
+    if (claims.aud !== undefined && !audiences.includes(auth.audience)) throw invalidToken(realm, 'The token is for another audience')
+    if (typeof claims.exp === 'number' && claims.exp + auth.clockTolerance < now) throw invalidToken(realm, 'The token has expired')
+    const identity = identityFromClaims(claims)
+    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub)')
+    remember(token, identity, claims.exp, introspectionTtl)
+    return identity
+  }
+
+  function authenticate(required: string[]): preHandlerAsyncHookHandler {
+    const scope = required.join(' ')
+    return async function verifyBearerToken(request) {
+      if (settings === undefined || provider === null) {
+        throw refuse(realm, { status: 401, type: ProblemTypes.authNotConfigured, title: 'Authentication not configured', detail: 'This route needs a bearer token, but authentication is not configured on this server' })
+      }
+      const header = request.headers.authorization
+      if (header === undefined || !/^bearer /i.test(header)) {
+        const inQuery = typeof request.query === 'object' && request.query !== null && 'access_token' in request.query
+        const detail = inQuery
+          ? 'A bearer token is required in the Authorization header; tokens in the query string are not accepted'
+          : 'A bearer token is required in the Authorization header'
+        throw refuse(realm, { status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail })
+      }
+      const token = header.slice(7).trim()
+      if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(realm, 'The token is malformed')
+      const identity = verified.get(token)
+        ?? (JWT_SYNTAX.test(token) ? await verifyJwt(request, token) : await verifyOpaque(token, settings, provider))
+      const missing = required.filter((s) => !identity.scopes.includes(s))
+      if (missing.length > 0) {
+        throw refuse(realm, {
+          status: 403,
+          type: ProblemTypes.insufficientScope,
+          title: 'Insufficient scope',
+          detail: `The token lacks the scope ${missing.join(' ')}`,
+          error: 'insufficient_scope',
+          scope,
+        })
+      }
+      request.identity = identity
+    }
+  }
+
+  fastify.addHook('onRoute', (route) => {
+    const scopes = bearerScopes(route)
+    if (scopes === undefined) return
+    const existing = route.preHandler === undefined ? [] : [route.preHandler].flat()
+    route.preHandler = [authenticate(scopes), ...existing]
+  })
+}
+
+export default fp(bearerAuth, { name: 'mrmat-auth', fastify: '5.x' })

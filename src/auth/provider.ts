@@ -1,0 +1,237 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
+import buildGetJwks, { type GetJwks } from 'get-jwks'
+import { Agent } from 'undici'
+import type { FastifyBaseLogger } from 'fastify'
+import type { AuthSettings } from './settings.js'
+
+/** The provider cannot be reached (or has not been yet): the client should retry later (503). */
+export class ProviderUnavailableError extends Error {}
+
+/** The token names a key the provider does not publish: the token is not to be trusted (401). */
+export class UnknownKeyError extends Error {}
+
+export interface ProviderTimings {
+  /** Milliseconds one request to the provider may take. */
+  fetchTimeout: number
+  /** Milliseconds a fetched key is trusted before it is fetched again (kept stale while unreachable). */
+  keyCacheTtl: number
+  /** An unknown `kid` refetches the JWKS at most this often, in milliseconds, per kid and overall. */
+  unknownKeyCooldown: number
+  /** Discovery retries back off from the first to the second number of milliseconds. */
+  retryDelay: [number, number]
+}
+
+export const DEFAULT_TIMINGS: ProviderTimings = {
+  fetchTimeout: 5_000,
+  keyCacheTtl: 10 * 60_000,
+  unknownKeyCooldown: 10_000,
+  retryDelay: [1_000, 30_000],
+}
+
+interface Metadata {
+  jwksUri: string
+  introspectionEndpoint: string | undefined
+}
+
+interface DiscoveryDocument {
+  issuer?: unknown
+  jwks_uri?: unknown
+  introspection_endpoint?: unknown
+}
+
+/**
+ * The identity provider as the resource server sees it: discovery (retried in the background until it
+ * answers), its signing keys through get-jwks, and token introspection.
+ */
+export class IdentityProvider {
+  private metadata: Metadata | undefined
+  private jwks: GetJwks | undefined
+  private jwksDomain = ''
+  private readonly dispatcher: Agent
+  private retryTimer: NodeJS.Timeout | undefined
+  private closed = false
+  private discovering: Promise<void> | undefined
+  private lastUnknownKeyFetch = Number.NEGATIVE_INFINITY
+  private readonly unknownKids = new Map<string, number>()
+  private readonly pems = new WeakMap<object, string>()
+
+  constructor(
+    readonly settings: AuthSettings,
+    private readonly log: FastifyBaseLogger,
+    private readonly timings: ProviderTimings = DEFAULT_TIMINGS,
+  ) {
+    // get-jwks ignores its timeout option and uses the global fetch: bound it through the dispatcher.
+    this.dispatcher = new Agent({
+      connect: { timeout: timings.fetchTimeout },
+      headersTimeout: timings.fetchTimeout,
+      bodyTimeout: timings.fetchTimeout,
+    })
+  }
+
+  /** Whether the provider's metadata is known, so that tokens can be verified. */
+  get ready(): boolean {
+    return this.metadata !== undefined
+  }
+
+  /** Starts discovery; it retries in the background, so the server starts while the provider is down. */
+  start(): Promise<void> {
+    this.discovering ??= this.discover()
+    return this.discovering
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.retryTimer)
+    await this.dispatcher.close()
+  }
+
+  private async discover(): Promise<void> {
+    let [delay] = this.timings.retryDelay
+    for (;;) {
+      try {
+        this.useMetadata(await this.fetchMetadata())
+        this.log.info({ issuer: this.settings.issuer, jwksUri: this.metadata?.jwksUri }, 'identity provider discovered')
+        return
+      } catch (error) {
+        if (this.isClosed()) return
+        this.log.warn({ issuer: this.settings.issuer, err: error, retryInMs: delay }, 'identity provider not reachable; retrying')
+      }
+      await new Promise<void>((resolve) => {
+        this.retryTimer = setTimeout(resolve, delay)
+        this.retryTimer.unref()
+      })
+      if (this.isClosed()) return
+      delay = Math.min(delay * 2, this.timings.retryDelay[1])
+    }
+  }
+
+  private isClosed(): boolean {
+    return this.closed
+  }
+
+  private async fetchMetadata(): Promise<Metadata> {
+    const { settings } = this
+    // Nothing to discover when both endpoints are configured.
+    if (settings.jwksUri !== undefined && settings.introspectionEndpoint !== undefined) {
+      return { jwksUri: settings.jwksUri, introspectionEndpoint: settings.introspectionEndpoint }
+    }
+    const url = `${settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
+    const response = await this.fetch(url)
+    if (!response.ok) throw new Error(`discovery at ${url} answered ${response.status}`)
+    const document = await response.json() as DiscoveryDocument
+    // OpenID Connect Discovery 1.0 §4.3: the document must name the issuer it was fetched for.
+    if (document.issuer !== settings.issuer) {
+      throw new Error(`discovery at ${url} names the issuer ${JSON.stringify(document.issuer)}, not ${settings.issuer}`)
+    }
+    const jwksUri = settings.jwksUri ?? (typeof document.jwks_uri === 'string' ? document.jwks_uri : undefined)
+    if (jwksUri === undefined) throw new Error(`discovery at ${url} has no jwks_uri`)
+    const introspectionEndpoint = settings.introspectionEndpoint
+      ?? (typeof document.introspection_endpoint === 'string' ? document.introspection_endpoint : undefined)
+    return { jwksUri, introspectionEndpoint }
+  }
+
+  private useMetadata(metadata: Metadata): void {
+    // get-jwks builds the JWKS URL as <domain><jwksPath> and only fetches from allowed domains: give it
+    // the jwks_uri split that way, so that it never fetches keys from where a token's iss points.
+    const url = new URL(metadata.jwksUri)
+    this.jwksDomain = `${url.origin}/`
+    this.jwks = buildGetJwks({
+      max: 100,
+      ttl: this.timings.keyCacheTtl,
+      issuersWhitelist: [this.jwksDomain],
+      jwksPath: `${url.pathname.slice(1)}${url.search}`,
+      // undici's Agent is the dispatcher Node's fetch runs on, though its typings are a copy.
+      fetchOptions: { dispatcher: this.dispatcher as unknown as NonNullable<RequestInit['dispatcher']> },
+    })
+    this.metadata = metadata
+  }
+
+  private fetch(url: string, init: Omit<RequestInit, 'dispatcher'> = {}): Promise<Response> {
+    return fetch(url, { ...init, dispatcher: this.dispatcher as unknown as NonNullable<RequestInit['dispatcher']> })
+  }
+
+  /** The PEM public key that signed a token with this header. */
+  async publicKey(header: { kid?: unknown, alg?: unknown }): Promise<string> {
+    const { jwks } = this
+    if (jwks === undefined) throw new ProviderUnavailableError('The identity provider has not been reached yet')
+    const { kid, alg } = header
+    if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnknownKeyError('the token names no key (kid)')
+    const domain = this.jwksDomain
+    if (jwks.cache.get(jwks.generateCacheKey(alg, kid, domain)) === undefined) this.allowKeyFetch(kid)
+    let jwk: Record<string, unknown>
+    try {
+      jwk = await jwks.getJwk({ domain, alg, kid })
+    } catch (error) {
+      const code = (error as { code?: string }).code
+      if (code === 'JWK_NOT_FOUND' || code === 'NO_JWKS') {
+        this.unknownKids.set(kid, Date.now())
+        throw new UnknownKeyError('the identity provider publishes no such key')
+      }
+      this.log.warn({ err: error }, 'cannot fetch the identity provider\'s keys')
+      throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
+    }
+    return this.pem(jwk)
+  }
+
+  /**
+   * get-jwks refetches the whole JWKS for every unknown kid. Let one through per cooldown, per kid
+   * and overall, so that key rotation works at once but a flood of made-up kids does not reach the
+   * provider.
+   */
+  private allowKeyFetch(kid: string): void {
+    const now = Date.now()
+    const cooldown = this.timings.unknownKeyCooldown
+    const missed = this.unknownKids.get(kid)
+    if (missed !== undefined && now - missed < cooldown) throw new UnknownKeyError('the identity provider publishes no such key')
+    if (now - this.lastUnknownKeyFetch < cooldown) throw new UnknownKeyError('unknown key, and the keys were fetched moments ago')
+    this.lastUnknownKeyFetch = now
+    if (this.unknownKids.size > 1000) this.unknownKids.clear()
+  }
+
+  private pem(jwk: Record<string, unknown>): string {
+    let pem = this.pems.get(jwk)
+    if (pem === undefined) {
+      if (jwk.use !== undefined && jwk.use !== 'sig') throw new UnknownKeyError('the key is not a signing key')
+      // Node reads RSA, EC and OKP (Ed25519) keys alike; jwk-to-pem, which get-jwks uses, has no OKP.
+      pem = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()
+      this.pems.set(jwk, pem)
+    }
+    return pem
+  }
+
+  /** Whether opaque tokens can be checked: an introspection endpoint and client credentials. */
+  get canIntrospect(): boolean {
+    return this.metadata?.introspectionEndpoint !== undefined
+      && this.settings.clientId !== undefined && this.settings.clientSecret !== undefined
+  }
+
+  /** RFC 7662 introspection, authenticated as the server's own client (client_secret_basic). */
+  async introspect(token: string): Promise<Record<string, unknown>> {
+    const endpoint = this.metadata?.introspectionEndpoint
+    const { clientId, clientSecret } = this.settings
+    if (endpoint === undefined || clientId === undefined || clientSecret === undefined) {
+      throw new ProviderUnavailableError('Opaque tokens cannot be introspected: no introspection endpoint or client credentials')
+    }
+    const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')
+    let response: Response
+    try {
+      response = await this.fetch(endpoint, {
+        method: 'POST',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+      })
+    } catch (error) {
+      this.log.warn({ err: error }, 'token introspection failed')
+      throw new ProviderUnavailableError('The identity provider cannot be reached for introspection')
+    }
+    if (!response.ok) {
+      this.log.warn({ status: response.status }, 'token introspection refused')
+      throw new ProviderUnavailableError(`The identity provider answered introspection with ${response.status}`)
+    }
+    try {
+      return await response.json() as Record<string, unknown>
+    } catch {
+      throw new ProviderUnavailableError('The identity provider answered introspection with something other than JSON')
+    }
+  }
+}
