@@ -207,11 +207,16 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
     }
   }
 
+  // Fastify copies a GET route's options, hooks included, into the HEAD route it adds: check once.
+  const ours = new WeakSet<object>()
   fastify.addHook('onRoute', (route) => {
     const scopes = bearerScopes(route)
     if (scopes === undefined) return
     const existing = route.preHandler === undefined ? [] : [route.preHandler].flat()
-    route.preHandler = [authenticate(scopes), ...existing]
+    if (existing.some((hook) => ours.has(hook))) return
+    const hook = authenticate(scopes)
+    ours.add(hook)
+    route.preHandler = [hook, ...existing]
   })
 }
 
