@@ -5,7 +5,10 @@ import { execFileSync } from 'node:child_process'
 import { cpSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 
-const dialects = [{ dialect: 'sqlite', schema: 'src/db/schema/sqlite.ts' }]
+const dialects = [
+  { dialect: 'sqlite', kitDialect: 'sqlite', schema: 'src/db/schema/sqlite.ts' },
+  { dialect: 'postgres', kitDialect: 'postgresql', schema: 'src/db/schema/postgres.ts' },
+]
 
 function files(dir) {
   return readdirSync(dir, { recursive: true })
@@ -16,7 +19,7 @@ function files(dir) {
 }
 
 let drift = false
-for (const { dialect, schema } of dialects) {
+for (const { dialect, kitDialect, schema } of dialects) {
   const committed = join('drizzle', dialect)
   // drizzle-kit takes --out relative to the project (it prefixes './'), and exits 0 on some errors.
   const scratch = join('node_modules', '.cache', 'drizzle-check', dialect)
@@ -24,8 +27,8 @@ for (const { dialect, schema } of dialects) {
   try {
     cpSync(committed, scratch, { recursive: true })
     const run = (args) => execFileSync('npx', ['drizzle-kit', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-    const output = run(['check', '--dialect', dialect, '--out', committed])
-      + run(['generate', '--dialect', dialect, '--schema', schema, '--out', scratch])
+    const output = run(['check', '--dialect', kitDialect, '--out', committed])
+      + run(['generate', '--dialect', kitDialect, '--schema', schema, '--out', scratch])
     if (/error/i.test(output)) throw new Error(`drizzle-kit failed for ${dialect}:\n${output}`)
     const before = files(committed)
     const after = files(scratch)

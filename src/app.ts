@@ -4,6 +4,7 @@ import healthz from '../plugins/healthz/index.js'
 import greetingV1 from '../plugins/greeting/v1/index.js'
 import greetingV2 from '../plugins/greeting/v2/index.js'
 import greetingV3 from '../plugins/greeting/v3/index.js'
+import resourceV1, { type ResourceV1Options } from '../plugins/resource/v1/index.js'
 import bearerAuth, { type AuthPluginOptions } from './auth/plugin.js'
 import type { AuthSettings } from './auth/settings.js'
 import databasePlugin from './db/plugin.js'
@@ -18,7 +19,7 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger']
   /** A pino logger to use instead (the CLI shares its own). */
   loggerInstance?: FastifyBaseLogger
-  /** An open database; without one the database-backed APIs are not mounted. */
+  /** An open database; without one resource v1, which needs it, is not mounted. */
   database?: Database
   /** Apply pending migrations while building. Off by default: the CLI migrates before serving. */
   migrate?: boolean
@@ -32,6 +33,8 @@ export interface AppOptions {
   auth?: AuthSettings
   /** Cache sizes and provider timings of the bearer-token check (tests shorten them). */
   authTuning?: Omit<AuthPluginOptions, 'settings'>
+  /** The scopes of resource v1. */
+  resourceScopes?: ResourceV1Options
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -74,5 +77,8 @@ export async function buildApp(options: AppOptions = {}): Promise<FastifyInstanc
   await app.register(greetingV1, { prefix: '/api/greeting/v1' })
   await app.register(greetingV2, { prefix: '/api/greeting/v2' })
   await app.register(greetingV3, { prefix: '/api/greeting/v3' })
+  if (options.database !== undefined) {
+    await app.register(resourceV1, { ...options.resourceScopes, prefix: '/api/resource/v1' })
+  }
   return app
 }

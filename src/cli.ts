@@ -9,6 +9,7 @@ import { buildApp } from './app.js'
 import { ConfigError, readConfigFile, resolveServerConfig, type ServerConfig } from './config.js'
 import { DatabaseError, describeDatabase, openDatabase, type Database } from './db/index.js'
 import { openSqlite } from './db/sqlite.js'
+import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from '../plugins/resource/v1/index.js'
 import { packageVersion } from './paths.js'
 
 const NAME = 'mrmat-ts-api-fastify'
@@ -22,7 +23,7 @@ function makeLogger(config: ServerConfig): Logger {
 
 async function openMigrated(config: ServerConfig, log: Logger): Promise<Database> {
   log.info({ instancePath: config.instancePath, database: describeDatabase(config.database) }, 'opening the database')
-  const database = await openDatabase(config.database)
+  const database = await openDatabase(config.database, { postgres: { poolSize: config.dbPoolSize } })
   try {
     await database.migrate()
   } catch (error) {
@@ -36,7 +37,7 @@ async function openMigrated(config: ServerConfig, log: Logger): Promise<Database
 async function serve(config: ServerConfig): Promise<void> {
   const log = makeLogger(config)
   const database = await openMigrated(config, log)
-  const app = await buildApp({ loggerInstance: log, database, auth: config.auth })
+  const app = await buildApp({ loggerInstance: log, database, auth: config.auth, resourceScopes: config.resourceScopes })
   if (config.auth === undefined) {
     log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets or --issuer)')
   } else {
@@ -76,7 +77,10 @@ export class UsageError extends Error {}
 export class StartError extends Error {}
 
 const ENV_PREFIX = 'MRMAT_'
-const ENV_OPTIONS = ['config', 'debug', 'host', 'port', 'instance-path', 'db', 'oidc-secrets', 'issuer', 'audience', 'jwks-uri', 'clock-tolerance']
+const ENV_OPTIONS = [
+  'config', 'debug', 'host', 'port', 'instance-path', 'db', 'db-pool-size', 'oidc-secrets', 'issuer', 'audience', 'jwks-uri',
+  'clock-tolerance', 'resource-read-scope', 'resource-write-scope',
+]
 
 /**
  * MRMAT_<OPTION> variables as flags placed before the real ones, so that a flag beats a variable and
@@ -105,11 +109,14 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = process.env): Argv 
         type: 'string',
         description: 'Database URI: sqlite:<path>, a file path, :memory: or postgres://… [default: SQLite file in the instance path]',
       },
+      'db-pool-size': { type: 'number', default: 10, description: 'Connections in the PostgreSQL pool' },
       'oidc-secrets': { type: 'string', description: 'Client-secrets JSON file of the OpenID provider (the seed\'s format)' },
       issuer: { type: 'string', description: 'OpenID provider issuer URL; tokens\' iss must equal it [default: web.issuer of --oidc-secrets]' },
       audience: { type: 'string', description: 'Audience tokens must carry in aud [default: web.client_id of --oidc-secrets]' },
       'jwks-uri': { type: 'string', description: 'Signing keys URL, instead of the jwks_uri of discovery' },
       'clock-tolerance': { type: 'number', default: 30, description: 'Seconds of clock skew allowed on exp and nbf' },
+      'resource-read-scope': { type: 'string', default: DEFAULT_READ_SCOPE, description: 'Scope resource v1 needs to read' },
+      'resource-write-scope': { type: 'string', default: DEFAULT_WRITE_SCOPE, description: 'Scope resource v1 needs to write' },
     })
     .command(['serve', '$0'], 'Apply migrations and serve the API (default)', {}, async (argv) => serve(resolveServerConfig(argv)))
     .command('migrate', 'Apply database migrations and exit', {}, async (argv) => migrateOnly(resolveServerConfig(argv)))

@@ -22,6 +22,9 @@ export const ServerOptionsSchema = Type.Object({
   audience: Type.Optional(Type.String({ minLength: 1 })),
   jwksUri: Type.Optional(Type.String({ minLength: 1 })),
   clockTolerance: Type.Integer({ minimum: 0, maximum: 600 }),
+  dbPoolSize: Type.Integer({ minimum: 1, maximum: 1000 }),
+  resourceReadScope: Type.String({ minLength: 1, pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }),
+  resourceWriteScope: Type.String({ minLength: 1, pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }),
 })
 export type ServerOptions = Static<typeof ServerOptionsSchema>
 
@@ -37,6 +40,9 @@ export interface ServerConfig {
   oidcSecrets: string | undefined
   /** The identity provider to trust; undefined runs without authentication. */
   auth: AuthSettings | undefined
+  /** Connections in the PostgreSQL pool. */
+  dbPoolSize: number
+  resourceScopes: { readScope: string, writeScope: string }
 }
 
 const FLAGS: Record<string, string> = {
@@ -50,6 +56,9 @@ const FLAGS: Record<string, string> = {
   audience: '--audience',
   jwksUri: '--jwks-uri',
   clockTolerance: '--clock-tolerance',
+  dbPoolSize: '--db-pool-size',
+  resourceReadScope: '--resource-read-scope',
+  resourceWriteScope: '--resource-write-scope',
 }
 
 function checkOptions(raw: Record<string, unknown>): ServerOptions {
@@ -126,5 +135,15 @@ export function resolveServerConfig(raw: Record<string, unknown>): ServerConfig 
   } catch (error) {
     throw new ConfigError(`cannot create --instance-path ${instancePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
-  return { debug: options.debug, host: options.host, port: options.port, instancePath, database, oidcSecrets, auth }
+  return {
+    debug: options.debug,
+    host: options.host,
+    port: options.port,
+    instancePath,
+    database,
+    oidcSecrets,
+    auth,
+    dbPoolSize: options.dbPoolSize,
+    resourceScopes: { readScope: options.resourceReadScope, writeScope: options.resourceWriteScope },
+  }
 }

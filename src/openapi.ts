@@ -43,6 +43,7 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
         { name: 'greeting v1', description: 'Greeting API, version 1: Hello World' },
         { name: 'greeting v2', description: 'Greeting API, version 2: greets by name' },
         { name: 'greeting v3', description: 'Greeting API, version 3: greets the caller named by their token' },
+        { name: 'resource v1', description: 'Resource API, version 1: resources everyone may read and only their owner may change' },
       ],
       components: {
         securitySchemes: {

@@ -1,4 +1,7 @@
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
+import type { NodePgDatabase } from 'drizzle-orm/node-postgres'
+import type pg from 'pg'
+import type * as postgresSchema from './schema/postgres.js'
 import type * as sqliteSchema from './schema/sqlite.js'
 
 /** An open database, whichever the dialect. */
@@ -17,6 +20,13 @@ export interface SqliteDatabase extends DatabaseBase {
   readonly orm: BetterSQLite3Database<typeof sqliteSchema>
 }
 
-export type Database = SqliteDatabase
+export interface PostgresDatabase extends DatabaseBase {
+  readonly dialect: 'postgres'
+  readonly orm: NodePgDatabase<typeof postgresSchema>
+  /** For statements drizzle cannot build, such as a data-modifying CTE. */
+  readonly pool: pg.Pool
+}
+
+export type Database = SqliteDatabase | PostgresDatabase
 
 export class DatabaseError extends Error {}

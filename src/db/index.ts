@@ -1,12 +1,16 @@
 import type { Database } from './database.js'
+import { openPostgres, type PostgresOptions } from './postgres.js'
 import { openSqlite } from './sqlite.js'
-import { DatabaseError } from './database.js'
 import type { DatabaseLocation } from './url.js'
 
-export { DatabaseError, type Database, type SqliteDatabase } from './database.js'
+export { DatabaseError, type Database, type PostgresDatabase, type SqliteDatabase } from './database.js'
 export { describeDatabase, parseDatabaseUrl, DatabaseUrlError, type DatabaseLocation } from './url.js'
 
-export async function openDatabase(location: DatabaseLocation): Promise<Database> {
+export interface OpenOptions {
+  postgres?: PostgresOptions
+}
+
+export async function openDatabase(location: DatabaseLocation, options: OpenOptions = {}): Promise<Database> {
   if (location.dialect === 'sqlite') return openSqlite(location.file)
-  throw new DatabaseError('PostgreSQL is not supported yet')
+  return openPostgres(location.url, options.postgres)
 }

@@ -20,7 +20,7 @@ export interface DatabasePluginOptions {
 async function databasePlugin(fastify: FastifyInstance, options: DatabasePluginOptions): Promise<void> {
   const { database } = options
   if (options.migrate === true) await database.migrate()
-  fastify.decorate('database', database)
+  fastify.decorate<Database>('database', database)
   if (fastify.hasDecorator('readiness')) fastify.readiness.add('database', () => database.ping())
   if (options.closeOnShutdown !== false) fastify.addHook('onClose', async () => database.close())
 }

@@ -1,0 +1,145 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { identityOf } from '../../../src/auth/identity.js'
+import { HttpProblem, problemResponses } from '../../../src/problem.js'
+import { absoluteUrl } from '../../../src/urls.js'
+import { NameTakenError, resourceRepository, type Caller } from './repository.js'
+import {
+  ResourceIdParamsSchema,
+  ResourceListQuerySchema,
+  ResourceListSchema,
+  ResourceNameSchema,
+  ResourceSchema,
+} from './schemas.js'
+
+export interface ResourceV1Options {
+  /** The scope reading needs. */
+  readScope?: string
+  /** The scope creating, renaming and deleting need. */
+  writeScope?: string
+}
+
+export const DEFAULT_READ_SCOPE = 'mrmat-ts-api-fastify-resource-read'
+export const DEFAULT_WRITE_SCOPE = 'mrmat-ts-api-fastify-resource-write'
+
+const tags = ['resource v1']
+
+/**
+ * Resource v1: named resources that anyone with the read scope can see and only their owner, with
+ * the write scope, can rename or delete. Needs the mrmat-auth and mrmat-database plugins.
+ */
+const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify, options) => {
+  const read = [{ bearerAuth: [options.readScope ?? DEFAULT_READ_SCOPE] }]
+  const write = [{ bearerAuth: [options.writeScope ?? DEFAULT_WRITE_SCOPE] }]
+  const repository = resourceRepository(fastify.database)
+  const base = fastify.prefix
+
+  function caller(request: Parameters<typeof identityOf>[0]): Caller {
+    const identity = identityOf(request)
+    return { subject: identity.subject, name: identity.name }
+  }
+
+  function notFound(id: number): HttpProblem {
+    return new HttpProblem(404, `There is no resource ${id}`)
+  }
+
+  function refused(outcome: 'not-found' | 'forbidden', id: number): HttpProblem {
+    return outcome === 'not-found' ? notFound(id) : new HttpProblem(403, `Resource ${id} belongs to someone else`)
+  }
+
+  async function named<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work()
+    } catch (error) {
+      if (error instanceof NameTakenError) throw new HttpProblem(409, error.message)
+      throw error
+    }
+  }
+
+  fastify.get('/', {
+    schema: {
+      summary: 'List resources, a page at a time',
+      description: 'All resources, ordered by id. Follow `next` (or the Link header) for the next page.',
+      tags,
+      security: read,
+      querystring: ResourceListQuerySchema,
+      response: { 200: ResourceListSchema, ...problemResponses(400, 401, 403, 503) },
+    },
+  }, async (request, reply) => {
+    const { after, limit } = request.query
+    // One row more than the page says whether there is a next page, without a count.
+    const rows = await repository.list(after, limit + 1)
+    const page = rows.slice(0, limit)
+    const last = page.at(-1)
+    const next = rows.length > limit && last !== undefined
+      ? absoluteUrl(request, `${base}/?after=${last.id}&limit=${limit}`)
+      : null
+    if (next !== null) void reply.header('link', `<${next}>; rel="next"`)
+    return { resources: page, next }
+  })
+
+  fastify.get('/:id', {
+    schema: {
+      summary: 'Get one resource',
+      tags,
+      security: read,
+      params: ResourceIdParamsSchema,
+      response: { 200: ResourceSchema, ...problemResponses(400, 401, 403, 404, 503) },
+    },
+  }, async (request) => {
+    const resource = await repository.get(request.params.id)
+    if (resource === undefined) throw notFound(request.params.id)
+    return resource
+  })
+
+  fastify.post('/', {
+    schema: {
+      summary: 'Create a resource owned by the caller',
+      tags,
+      security: write,
+      body: ResourceNameSchema,
+      response: { 201: ResourceSchema, ...problemResponses(400, 401, 403, 409, 413, 415, 503) },
+    },
+  }, async (request, reply) => {
+    const created = await named(() => repository.create(caller(request), request.body.name.trim()))
+    return reply.code(201).header('location', absoluteUrl(request, `${base}/${created.id}`)).send(created)
+  })
+
+  fastify.put('/:id', {
+    schema: {
+      summary: 'Rename a resource the caller owns',
+      tags,
+      security: write,
+      params: ResourceIdParamsSchema,
+      body: ResourceNameSchema,
+      response: { 200: ResourceSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 503) },
+    },
+  }, async (request) => {
+    const { id } = request.params
+    const outcome = await named(() => repository.rename(caller(request), id, request.body.name.trim()))
+    if (typeof outcome === 'string') throw refused(outcome, id)
+    return outcome
+  })
+
+  fastify.delete('/:id', {
+    schema: {
+      summary: 'Delete a resource the caller owns',
+      tags,
+      security: write,
+      params: ResourceIdParamsSchema,
+      response: { 204: { type: 'null', description: 'Deleted' }, ...problemResponses(400, 401, 403, 404, 503) },
+    },
+  }, async (request, reply) => {
+    const { id } = request.params
+    const outcome = await repository.remove(caller(request), id)
+    if (outcome !== 'deleted') throw refused(outcome, id)
+    return reply.code(204).send()
+  })
+}
+
+export default fp(resourceV1, {
+  name: 'mrmat-resource-v1',
+  fastify: '5.x',
+  encapsulate: true,
+  dependencies: ['mrmat-auth', 'mrmat-database'],
+})

@@ -1,0 +1,105 @@
+import { asc, eq, gt, sql } from 'drizzle-orm'
+import type { PostgresDatabase } from '../../../src/db/database.js'
+import { owners, resources } from '../../../src/db/schema/postgres.js'
+import { isUniqueViolation, NameTakenError, type Caller, type ResourceRepository } from './repository.js'
+import type { Resource } from './schemas.js'
+
+interface WrittenRow {
+  id: number | null
+  name: string | null
+  owner_id: number
+  owner_subject: string
+  owner_name: string
+  found: boolean
+}
+
+// Each write is a single statement, atomic without an explicit transaction: data-modifying CTEs
+// upsert the owner (keeping its name current) and write the resource together. Named, so that every
+// pooled connection prepares it once.
+const CREATE = {
+  name: 'mrmat_resource_v1_create',
+  text: `WITH o AS (
+      INSERT INTO owners (subject, name) VALUES ($1, $2)
+      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
+      RETURNING id, subject, name),
+    r AS (INSERT INTO resources (owner_id, name) SELECT o.id, $3 FROM o RETURNING id, name)
+    SELECT r.id, r.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name, true AS found
+    FROM r, o`,
+}
+
+// The sub-select sees the table as it was before the update, so it tells "no such resource" (404)
+// from "someone else's" (403) when the update touched nothing.
+const RENAME = {
+  name: 'mrmat_resource_v1_rename',
+  text: `WITH o AS (
+      INSERT INTO owners (subject, name) VALUES ($1, $2)
+      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
+      RETURNING id, subject, name),
+    u AS (UPDATE resources SET name = $4 WHERE id = $3 AND owner_id = (SELECT id FROM o) RETURNING id, name)
+    SELECT u.id, u.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name,
+      EXISTS (SELECT 1 FROM resources WHERE id = $3) AS found
+    FROM o LEFT JOIN u ON true`,
+}
+
+const REMOVE = {
+  name: 'mrmat_resource_v1_remove',
+  text: `WITH d AS (
+      DELETE FROM resources WHERE id = $2 AND owner_id = (SELECT id FROM owners WHERE subject = $1) RETURNING id)
+    SELECT (SELECT count(*) FROM d)::int AS deleted, EXISTS (SELECT 1 FROM resources WHERE id = $2) AS found`,
+}
+
+function toResource(row: WrittenRow): Resource {
+  if (row.id === null || row.name === null) throw new Error('the statement returned no resource')
+  return { id: row.id, name: row.name, owner: { id: row.owner_id, subject: row.owner_subject, name: row.owner_name } }
+}
+
+export function postgresResources(database: PostgresDatabase): ResourceRepository {
+  const { orm, pool } = database
+  const columns = {
+    id: resources.id,
+    name: resources.name,
+    owner: { id: owners.id, subject: owners.subject, name: owners.name },
+  }
+  const joined = () => orm.select(columns).from(resources).innerJoin(owners, eq(owners.id, resources.ownerId))
+  const getOne = joined().where(eq(resources.id, sql.placeholder('id'))).prepare('mrmat_resource_v1_get')
+  const listPage = joined()
+    .where(gt(resources.id, sql.placeholder('after')))
+    .orderBy(asc(resources.id))
+    .limit(sql.placeholder('limit'))
+    .prepare('mrmat_resource_v1_list')
+
+  async function write(statement: { name: string, text: string }, values: unknown[]): Promise<WrittenRow | undefined> {
+    try {
+      return (await pool.query<WrittenRow>({ ...statement, values })).rows[0]
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new NameTakenError()
+      throw error
+    }
+  }
+
+  return {
+    async list(after, limit) {
+      return listPage.execute({ after, limit })
+    },
+    async get(id) {
+      return (await getOne.execute({ id }))[0]
+    },
+    async create(caller: Caller, name: string) {
+      const row = await write(CREATE, [caller.subject, caller.name, name])
+      if (row === undefined) throw new Error('the resource insert returned no row')
+      return toResource(row)
+    },
+    async rename(caller, id, name) {
+      const row = await write(RENAME, [caller.subject, caller.name, id, name])
+      if (row === undefined) throw new Error('the owner upsert returned no row')
+      if (row.id !== null) return toResource(row)
+      return row.found ? 'forbidden' : 'not-found'
+    },
+    async remove(caller, id) {
+      const row = await pool.query<{ deleted: number, found: boolean }>({ ...REMOVE, values: [caller.subject, id] })
+      const result = row.rows[0]
+      if (result !== undefined && result.deleted > 0) return 'deleted'
+      return result?.found === true ? 'forbidden' : 'not-found'
+    },
+  }
+}

@@ -1,0 +1,79 @@
+import { and, asc, eq, gt, sql } from 'drizzle-orm'
+import type { SqliteDatabase } from '../../../src/db/database.js'
+import { owners, resources } from '../../../src/db/schema/sqlite.js'
+import { isUniqueViolation, NameTakenError, type ResourceRepository } from './repository.js'
+import type { Resource } from './schemas.js'
+
+/** better-sqlite3 is synchronous: every statement is prepared once here and each write is one transaction. */
+export function sqliteResources(database: SqliteDatabase): ResourceRepository {
+  const { orm } = database
+  const columns = {
+    id: resources.id,
+    name: resources.name,
+    owner: { id: owners.id, subject: owners.subject, name: owners.name },
+  }
+  const joined = () => orm.select(columns).from(resources).innerJoin(owners, eq(owners.id, resources.ownerId))
+  const getOne = joined().where(eq(resources.id, sql.placeholder('id'))).prepare()
+  const listPage = joined()
+    .where(gt(resources.id, sql.placeholder('after')))
+    .orderBy(asc(resources.id))
+    .limit(sql.placeholder('limit'))
+    .prepare()
+  const upsertOwner = orm.insert(owners)
+    .values({ subject: sql.placeholder('subject'), name: sql.placeholder('name') })
+    .onConflictDoUpdate({ target: owners.subject, set: { name: sql`excluded.name` } })
+    .returning()
+    .prepare()
+  const ownerId = orm.select({ id: owners.id }).from(owners).where(eq(owners.subject, sql.placeholder('subject'))).prepare()
+  const insert = orm.insert(resources)
+    .values({ ownerId: sql.placeholder('ownerId'), name: sql.placeholder('name') })
+    .returning({ id: resources.id, name: resources.name })
+    .prepare()
+  const ownedBy = and(eq(resources.id, sql.placeholder('id')), eq(resources.ownerId, sql.placeholder('ownerId')))
+  const update = orm.update(resources)
+    .set({ name: sql`${sql.placeholder('name')}` })
+    .where(ownedBy)
+    .returning({ id: resources.id, name: resources.name })
+    .prepare()
+  const remove = orm.delete(resources).where(ownedBy).returning({ id: resources.id }).prepare()
+  const exists = orm.select({ ownerId: resources.ownerId }).from(resources).where(eq(resources.id, sql.placeholder('id'))).prepare()
+
+  function translated<T>(write: () => T): T {
+    try {
+      return orm.transaction(write, { behavior: 'immediate' })
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new NameTakenError()
+      throw error
+    }
+  }
+
+  return {
+    async list(after, limit) {
+      return listPage.all({ after, limit })
+    },
+    async get(id) {
+      return getOne.get({ id })
+    },
+    async create(caller, name) {
+      return translated((): Resource => {
+        const owner = upsertOwner.get({ subject: caller.subject, name: caller.name })
+        return { ...insert.get({ ownerId: owner.id, name }), owner }
+      })
+    },
+    async rename(caller, id, name) {
+      return translated(() => {
+        const owner = upsertOwner.get({ subject: caller.subject, name: caller.name })
+        const renamed = update.all({ id, ownerId: owner.id, name })[0]
+        if (renamed !== undefined) return { ...renamed, owner }
+        return exists.get({ id }) === undefined ? 'not-found' : 'forbidden'
+      })
+    },
+    async remove(caller, id) {
+      return translated(() => {
+        const owner = ownerId.get({ subject: caller.subject })
+        if (owner !== undefined && remove.all({ id, ownerId: owner.id }).length > 0) return 'deleted'
+        return exists.get({ id }) === undefined ? 'not-found' : 'forbidden'
+      })
+    },
+  }
+}
