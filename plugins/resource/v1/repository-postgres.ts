@@ -16,12 +16,14 @@ interface WrittenRow {
 // Each write is a single statement, atomic without an explicit transaction: data-modifying CTEs
 // upsert the owner (keeping its name current) and write the resource together. Named, so that every
 // pooled connection prepares it once.
-const CREATE = {
-  name: 'mrmat_resource_v1_create',
-  text: `WITH o AS (
+const UPSERT_OWNER = `o AS (
       INSERT INTO owners (subject, name) VALUES ($1, $2)
       ON CONFLICT (subject) DO UPDATE SET name = excluded.name
-      RETURNING id, subject, name),
+      RETURNING id, subject, name)`
+
+const CREATE = {
+  name: 'mrmat_resource_v1_create',
+  text: `WITH ${UPSERT_OWNER},
     r AS (INSERT INTO resources (owner_id, name) SELECT o.id, $3 FROM o RETURNING id, name)
     SELECT r.id, r.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name, true AS found
     FROM r, o`,
@@ -31,10 +33,7 @@ const CREATE = {
 // from "someone else's" (403) when the update touched nothing.
 const RENAME = {
   name: 'mrmat_resource_v1_rename',
-  text: `WITH o AS (
-      INSERT INTO owners (subject, name) VALUES ($1, $2)
-      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
-      RETURNING id, subject, name),
+  text: `WITH ${UPSERT_OWNER},
     u AS (UPDATE resources SET name = $4 WHERE id = $3 AND owner_id = (SELECT id FROM o) RETURNING id, name)
     SELECT u.id, u.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name,
       EXISTS (SELECT 1 FROM resources WHERE id = $3) AS found
