@@ -1,0 +1,58 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import BetterSqlite3 from 'better-sqlite3'
+import t from 'tap'
+import { DatabaseError } from '../src/db/database.js'
+import { openSqlite } from '../src/db/sqlite.js'
+
+t.test('SQLite opens in WAL mode with a busy timeout and foreign keys on', async (t) => {
+  const file = join(t.testdir(), 'nested', 'dir', 'app.sqlite')
+  const database = openSqlite(file)
+  t.teardown(() => database.close())
+  t.equal(database.description, `sqlite:${file}`, 'creates the missing folders and names the file')
+  const connection = database.orm.$client as BetterSqlite3.Database
+  const pragma = (name: string): unknown => connection.pragma(name, { simple: true })
+  t.equal(pragma('journal_mode'), 'wal')
+  t.equal(pragma('foreign_keys'), 1)
+  t.equal(pragma('busy_timeout'), 5000)
+})
+
+t.test('migrations create the tables once and are idempotent', async (t) => {
+  const file = join(t.testdir(), 'app.sqlite')
+  const database = openSqlite(file)
+  t.teardown(() => database.close())
+  await database.migrate()
+  await database.migrate()
+  const raw = new BetterSqlite3(file, { readonly: true })
+  t.teardown(() => raw.close())
+  const tables = raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()
+  t.same(tables, ['__drizzle_migrations', 'owners', 'resources'])
+  t.equal(raw.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get(), 1, 'one migration, applied once')
+})
+
+t.test('the schema refuses rows that break its constraints', async (t) => {
+  const database = openSqlite(':memory:')
+  t.teardown(() => database.close())
+  await database.migrate()
+  const db = database.orm.$client as BetterSqlite3.Database
+  t.throws(() => db.prepare('INSERT INTO resources (owner_id, name) VALUES (42, ?)').run('orphan'), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })
+  db.prepare('INSERT INTO owners (subject, name) VALUES (?, ?)').run('alice', 'Alice')
+  t.throws(() => db.prepare('INSERT INTO owners (subject, name) VALUES (?, ?)').run('alice', 'Alice again'), { code: 'SQLITE_CONSTRAINT_UNIQUE' })
+  db.prepare('INSERT INTO resources (owner_id, name) VALUES (1, ?)').run('one')
+  t.throws(() => db.prepare('INSERT INTO resources (owner_id, name) VALUES (1, ?)').run('one'), { code: 'SQLITE_CONSTRAINT_UNIQUE' })
+  db.prepare('DELETE FROM owners WHERE id = 1').run()
+  t.equal(db.prepare('SELECT count(*) FROM resources').pluck().get(), 0, 'resources go with their owner')
+})
+
+t.test('a database that cannot be opened is a DatabaseError naming the file', async (t) => {
+  const folder = join(t.testdir(), 'a-folder')
+  mkdirSync(folder)
+  let error: unknown
+  try {
+    openSqlite(folder)
+  } catch (caught) {
+    error = caught
+  }
+  t.ok(error instanceof DatabaseError, 'a folder is not a database file')
+  t.match((error as Error).message, `cannot open the SQLite database ${folder}: `)
+})
