@@ -10,7 +10,7 @@ t.test('SQLite opens in WAL mode with a busy timeout and foreign keys on', async
   const database = openSqlite(file)
   t.teardown(() => database.close())
   t.equal(database.description, `sqlite:${file}`, 'creates the missing folders and names the file')
-  const connection = database.orm.$client as BetterSqlite3.Database
+  const { connection } = database
   const pragma = (name: string): unknown => connection.pragma(name, { simple: true })
   t.equal(pragma('journal_mode'), 'wal')
   t.equal(pragma('foreign_keys'), 1)
@@ -34,7 +34,7 @@ t.test('the schema refuses rows that break its constraints', async (t) => {
   const database = openSqlite(':memory:')
   t.teardown(() => database.close())
   await database.migrate()
-  const db = database.orm.$client as BetterSqlite3.Database
+  const db = database.connection
   t.throws(() => db.prepare('INSERT INTO resources (owner_id, name) VALUES (42, ?)').run('orphan'), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })
   db.prepare('INSERT INTO owners (subject, name) VALUES (?, ?)').run('alice', 'Alice')
   t.throws(() => db.prepare('INSERT INTO owners (subject, name) VALUES (?, ?)').run('alice', 'Alice again'), { code: 'SQLITE_CONSTRAINT_UNIQUE' })

@@ -88,6 +88,15 @@ function jwtFailure(realm: string, error: unknown): HttpProblem {
   throw error
 }
 
+/**
+ * The token of an `Authorization: Bearer <token>` header; '' when the scheme is Bearer but the token
+ * is missing; undefined for no header or another scheme. RFC 6750 allows several spaces after Bearer.
+ */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined || !/^bearer(?: |$)/i.test(header)) return undefined
+  return header.slice(6).trim()
+}
+
 function bearerScopes(route: RouteOptions): string[] | undefined {
   const security = (route.schema as { security?: Record<string, string[]>[] } | undefined)?.security
   const requirement = security?.find((entry) => BEARER_AUTH in entry)
@@ -118,6 +127,8 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
       secret: async (_request: FastifyRequest, token: unknown) => provider.publicKey((token as { header: Record<string, unknown> }).header),
       decode: { complete: true },
       verify: {
+        // The hook has checked the header already; @fastify/jwt's own reader takes one space only.
+        extractToken: (request: FastifyRequest) => bearerToken(request.headers.authorization),
         algorithms: [...ALGORITHMS],
         allowedIss: settings.issuer,
         allowedAud: settings.audience,
@@ -168,8 +179,10 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
     if (claims.iss !== undefined && claims.iss !== auth.issuer) throw invalidToken(realm, 'The token is from another issuer')
     if (claims.aud !== undefined && !audiences.includes(auth.audience)) throw invalidToken(realm, 'The token is for another audience')
     if (typeof claims.exp === 'number' && claims.exp + auth.clockTolerance < now) throw invalidToken(realm, 'The token has expired')
-    const identity = identityFromClaims(claims)
-    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub)')
+    // RFC 7662 makes sub optional, and providers leave it out for client-credentials tokens: the
+    // client is then the caller.
+    const identity = identityFromClaims({ ...claims, sub: claims.sub ?? claims.client_id })
+    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub) and no client (client_id)')
     remember(token, identity, claims.exp, introspectionTtl)
     return identity
   }
@@ -180,15 +193,14 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
       if (settings === undefined || provider === null) {
         throw refuse(realm, { status: 401, type: ProblemTypes.authNotConfigured, title: 'Authentication not configured', detail: 'This route needs a bearer token, but authentication is not configured on this server' })
       }
-      const header = request.headers.authorization
-      if (header === undefined || !/^bearer /i.test(header)) {
+      const token = bearerToken(request.headers.authorization)
+      if (token === undefined) {
         const inQuery = typeof request.query === 'object' && request.query !== null && 'access_token' in request.query
         const detail = inQuery
           ? 'A bearer token is required in the Authorization header; tokens in the query string are not accepted'
           : 'A bearer token is required in the Authorization header'
         throw refuse(realm, { status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail })
       }
-      const token = header.slice(7).trim()
       if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(realm, 'The token is malformed')
       const identity = verified.get(token)
         ?? (JWT_SYNTAX.test(token) ? await verifyJwt(request, token) : await verifyOpaque(token, settings, provider))

@@ -15,7 +15,7 @@ export interface ProviderTimings {
   fetchTimeout: number
   /** Milliseconds a fetched key is trusted before it is fetched again (kept stale while unreachable). */
   keyCacheTtl: number
-  /** An unknown `kid` refetches the JWKS at most this often, in milliseconds, per kid and overall. */
+  /** Milliseconds before a kid the JWKS lacked is looked for again; unknown-kid refetches refill at this pace. */
   unknownKeyCooldown: number
   /** Discovery retries back off from the first to the second number of milliseconds. */
   retryDelay: [number, number]
@@ -27,6 +27,9 @@ export const DEFAULT_TIMINGS: ProviderTimings = {
   unknownKeyCooldown: 10_000,
   retryDelay: [1_000, 30_000],
 }
+
+/** Refetches for unknown kids that may run back to back before the cooldown paces them. */
+export const UNKNOWN_KEY_BURST = 3
 
 interface Metadata {
   jwksUri: string
@@ -51,7 +54,8 @@ export class IdentityProvider {
   private retryTimer: NodeJS.Timeout | undefined
   private closed = false
   private discovering: Promise<void> | undefined
-  private lastUnknownKeyFetch = Number.NEGATIVE_INFINITY
+  private fetchBucket = UNKNOWN_KEY_BURST
+  private bucketFilledAt = Date.now()
   private readonly unknownKids = new Map<string, number>()
   private readonly pems = new WeakMap<object, string>()
 
@@ -157,7 +161,10 @@ export class IdentityProvider {
     const { kid, alg } = header
     if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnknownKeyError('the token names no key (kid)')
     const domain = this.jwksDomain
-    if (jwks.cache.get(jwks.generateCacheKey(alg, kid, domain)) === undefined) this.allowKeyFetch(kid)
+    const cacheKey = jwks.generateCacheKey(alg, kid, domain)
+    // A key past its TTL is still known: refetching it is routine, not a guess at a new kid.
+    const known = jwks.cache.get(cacheKey) !== undefined || jwks.staleCache.get(cacheKey) !== undefined
+    if (!known) this.allowKeyFetch(kid)
     let jwk: Record<string, unknown>
     try {
       jwk = await jwks.getJwk({ domain, alg, kid })
@@ -170,21 +177,30 @@ export class IdentityProvider {
       this.log.warn({ err: error }, 'cannot fetch the identity provider\'s keys')
       throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
     }
+    // get-jwks answers from its stale cache when the refetch failed, and forgets the key: keep it for
+    // another TTL, so that an unreachable provider costs one attempt per TTL, not one per request.
+    if (jwks.cache.get(cacheKey) === undefined) jwks.cache.set(cacheKey, jwk as never)
     return this.pem(jwk)
   }
 
   /**
-   * get-jwks refetches the whole JWKS for every unknown kid. Let one through per cooldown, per kid
-   * and overall, so that key rotation works at once but a flood of made-up kids does not reach the
-   * provider.
+   * get-jwks refetches the whole JWKS for every kid it has not cached. A kid the last fetch did not
+   * find waits a cooldown, and all such fetches share a small bucket that refills one per cooldown:
+   * rotation (and a cold start on several keys) works at once, a flood of made-up kids reaches the
+   * provider a few times a minute at most.
    */
   private allowKeyFetch(kid: string): void {
     const now = Date.now()
     const cooldown = this.timings.unknownKeyCooldown
     const missed = this.unknownKids.get(kid)
     if (missed !== undefined && now - missed < cooldown) throw new UnknownKeyError('the identity provider publishes no such key')
-    if (now - this.lastUnknownKeyFetch < cooldown) throw new UnknownKeyError('unknown key, and the keys were fetched moments ago')
-    this.lastUnknownKeyFetch = now
+    const refills = Math.floor((now - this.bucketFilledAt) / cooldown)
+    if (refills > 0) {
+      this.fetchBucket = Math.min(UNKNOWN_KEY_BURST, this.fetchBucket + refills)
+      this.bucketFilledAt = this.fetchBucket === UNKNOWN_KEY_BURST ? now : this.bucketFilledAt + refills * cooldown
+    }
+    if (this.fetchBucket < 1) throw new UnknownKeyError('unknown key, and the keys were fetched moments ago')
+    this.fetchBucket -= 1
     if (this.unknownKids.size > 1000) this.unknownKids.clear()
   }
 

@@ -1,3 +1,4 @@
+import type BetterSqlite3 from 'better-sqlite3'
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres'
 import type pg from 'pg'
@@ -18,6 +19,8 @@ interface DatabaseBase {
 export interface SqliteDatabase extends DatabaseBase {
   readonly dialect: 'sqlite'
   readonly orm: BetterSQLite3Database<typeof sqliteSchema>
+  /** The better-sqlite3 connection beneath, for pragmas and statements drizzle does not build. */
+  readonly connection: BetterSqlite3.Database
 }
 
 export interface PostgresDatabase extends DatabaseBase {

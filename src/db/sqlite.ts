@@ -49,6 +49,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
     dialect: 'sqlite',
     description: `sqlite:${file}`,
     orm,
+    connection,
     async migrate() {
       try {
         migrate(orm, { migrationsFolder: migrationsFolder('sqlite') })

@@ -1,0 +1,87 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import greetingV3 from '../plugins/greeting/v3/index.js'
+import bearerAuth from '../src/auth/plugin.js'
+import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '../src/auth/settings.js'
+import problemDetails from '../src/errors.js'
+import { Problems, call, personOpaqueToken } from './helpers/auth.js'
+import { startTestProvider } from './helpers/oidc-provider.js'
+
+const HOST_AUDIENCE = 'host-api'
+const MAIN_AUDIENCE = 'mrmat-ts-api-fastify'
+
+/** Someone else's Fastify app, set up as the README's library section says; closed after the test. */
+async function hostApp(t: Test, settings: AuthSettings | undefined): Promise<{ app: FastifyInstance, url: string }> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(problemDetails)
+  await app.register(bearerAuth, { settings })
+  await app.register(greetingV3, { prefix: '/hello' })
+  app.get('/status', async () => ({ up: true }))
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, url }
+}
+
+t.test('greeting v3 in a host app with its own issuer and audience', async (t) => {
+  const host = await startTestProvider(t, { audience: HOST_AUDIENCE })
+  const main = await startTestProvider(t)
+  const settings = resolveAuthSettings({
+    secrets: readClientSecrets(await host.writeClientSecrets(t.testdir())),
+    audience: HOST_AUDIENCE,
+  })
+  t.match(settings, { issuer: host.issuer, audience: HOST_AUDIENCE, clientId: host.apiClient.id })
+  const { url } = await hostApp(t, settings)
+
+  for (const path of ['/hello/', '/hello']) {
+    const answer = await call(url + path, { token: await host.jwt() })
+    t.equal(answer.status, 200, `${path}: the host's token`)
+    t.same(answer.body, { message: 'Hello test-client-display' })
+  }
+  t.same((await call(`${url}/hello/`, { token: await personOpaqueToken(host, 'bob') })).body, { message: 'Hello bob' },
+    'opaque tokens are introspected with the host\'s own client')
+
+  const refusals: [string, string][] = [
+    ['the host provider\'s token for the main API\'s audience', await host.jwt({ audience: MAIN_AUDIENCE })],
+    ['the main API\'s provider and audience', await main.jwt()],
+    ['the main API\'s provider claiming the host audience', await main.jwt({ audience: HOST_AUDIENCE })],
+  ]
+  for (const [what, token] of refusals) {
+    const answer = await call(`${url}/hello/`, { token })
+    t.equal(answer.status, 401, what)
+    t.equal(answer.challenge?.params.realm, HOST_AUDIENCE, `${what}: the host's realm`)
+    t.equal(answer.challenge?.params.error, 'invalid_token', `${what}: invalid_token`)
+    t.match(answer.body, { type: Problems.invalidToken, instance: '/hello/' }, `${what}: a problem from the host's problemDetails`)
+  }
+
+  const none = await call(`${url}/hello/`)
+  t.equal(none.status, 401)
+  t.equal(none.headers.get('www-authenticate'), `Bearer realm="${HOST_AUDIENCE}"`)
+  t.match(none.headers.get('content-type'), /^application\/problem\+json/)
+  t.equal((await call(`${url}/status`)).status, 200, 'the host\'s own open route is left alone')
+})
+
+t.test('greeting v3 without the auth plugin fails at startup', async (t) => {
+  const alone = Fastify()
+  t.teardown(() => alone.close())
+  await t.rejects(async () => {
+    await alone.register(problemDetails)
+    await alone.register(greetingV3, { prefix: '/hello' })
+    await alone.ready()
+  }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /mrmat-auth/ }, 'no auth plugin: the error names mrmat-auth')
+
+  const late = Fastify()
+  t.teardown(() => late.close())
+  await t.rejects(async () => {
+    await late.register(problemDetails)
+    await late.register(greetingV3, { prefix: '/hello' })
+    await late.register(bearerAuth, { settings: undefined })
+    await late.ready()
+  }, { message: /mrmat-auth/ }, 'the auth plugin registered after greeting v3 is too late')
+})
+
+t.test('a host app without an identity provider: greeting v3 is 401 not configured', async (t) => {
+  const { url } = await hostApp(t, undefined)
+  const answer = await call(`${url}/hello/`)
+  t.equal(answer.status, 401)
+  t.match(answer.body, { type: Problems.notConfigured })
+})

@@ -1,0 +1,368 @@
+import { createPublicKey } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { decodeJwt, generateKeyPair } from 'jose'
+import t, { type Test } from 'tap'
+import { AuthSettingsError, readClientSecrets, resolveAuthSettings } from '../src/auth/settings.js'
+import {
+  Problems,
+  READ_SCOPE,
+  WRITE_SCOPE,
+  call,
+  echoes,
+  personOpaqueToken,
+  settingsFromSecrets,
+  tamper,
+  unsignedJwt,
+  waitFor,
+  type Answer,
+} from './helpers/auth.js'
+import { freePorts, logLines, runCli, startCli } from './helpers/cli.js'
+import { startTestProvider } from './helpers/oidc-provider.js'
+import { startServer } from './helpers/server.js'
+
+const GREETING = '/api/greeting/v3/'
+const PROBLEM_TYPE = /^application\/problem\+json/
+const AUDIENCE = 'mrmat-ts-api-fastify'
+/** A route of the test's own that needs the write scope: greeting v3 needs none. */
+const WRITE_ROUTE = '/test/write'
+
+function writeRoute(app: FastifyInstance): void {
+  app.get(WRITE_ROUTE, {
+    schema: { security: [{ bearerAuth: [WRITE_SCOPE] }] },
+  }, async (request) => ({ subject: request.identity?.subject ?? null }))
+}
+
+const nowInSeconds = (): number => Math.floor(Date.now() / 1000)
+
+/** A 401 invalid_token refusal as RFC 6750 and the README describe it. */
+function assertInvalidToken(t: Test, answer: Answer, what: string, options: { detail?: RegExp } = {}): void {
+  t.equal(answer.status, 401, `${what}: 401`)
+  t.match(answer.headers.get('content-type'), PROBLEM_TYPE, `${what}: a problem`)
+  t.equal(answer.challenge?.scheme, 'Bearer', `${what}: a Bearer challenge`)
+  t.equal(answer.challenge?.params.realm, AUDIENCE, `${what}: realm is the audience`)
+  t.equal(answer.challenge?.params.error, 'invalid_token', `${what}: error="invalid_token"`)
+  t.match(answer.body, { type: Problems.invalidToken, title: 'Invalid token', status: 401 }, `${what}: the invalid-token problem`)
+  if (options.detail !== undefined) t.match(answer.body?.detail, options.detail, `${what}: says why`)
+}
+
+function assertNotEchoed(t: Test, answer: Answer, token: string, what: string): void {
+  t.notOk(echoes(answer, token), `${what}: the token is in no header and not in the body`)
+  // A JWT's signature is the part that must never be seen; check it alone too, for partial echoes.
+  const signature = token.split('.')[2]
+  if (signature !== undefined && signature.length >= 16) t.notOk(echoes(answer, signature), `${what}: nor its signature`)
+}
+
+t.test('valid tokens are greeted by name', async (t) => {
+  const provider = await startTestProvider(t, { clients: [{ id: 'nameless', secret: 'nameless-secret' }] })
+  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) }, writeRoute)
+
+  const answer = await call(url + GREETING, { token: await provider.jwt() })
+  t.equal(answer.status, 200)
+  t.same(answer.body, { message: 'Hello test-client-display' }, 'by preferred_username')
+  t.equal(answer.headers.get('www-authenticate'), null, 'no challenge on success')
+
+  const nameless = await provider.jwt({ client: { id: 'nameless', secret: 'nameless-secret' } })
+  t.notOk('preferred_username' in decodeJwt(nameless))
+  t.same((await call(url + GREETING, { token: nameless })).body, { message: 'Hello nameless' }, 'a client without a display name by its client_id')
+
+  const scp = await provider.sign({ scope: undefined, scp: [READ_SCOPE, WRITE_SCOPE] })
+  t.same((await call(url + GREETING, { token: scp })).body, { message: 'Hello test-client-display' }, 'scp as an array (Entra ID)')
+  t.equal((await call(url + WRITE_ROUTE, { token: scp })).status, 200, 'the scopes of an scp array count')
+  const scpReadOnly = await provider.sign({ scope: undefined, scp: [READ_SCOPE] })
+  t.equal((await call(url + WRITE_ROUTE, { token: scpReadOnly })).status, 403, 'and only those')
+
+  const lowercase = await call(url + GREETING, { authorization: `bearer ${await provider.jwt()}` })
+  t.equal(lowercase.status, 200, 'the scheme is case-insensitive (RFC 7235)')
+
+  // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token. A fresh token, so that no cached verification hides it.
+  const spaced = await call(url + GREETING, { authorization: `Bearer  ${await provider.jwt()}` })
+  t.match({ status: spaced.status, body: spaced.body }, { status: 200, body: { message: 'Hello test-client-display' } },
+    'more than one space after Bearer is accepted')
+})
+
+t.test('settings from --issuer and --audience alone, without a client-secrets file', async (t) => {
+  const provider = await startTestProvider(t)
+  const auth = resolveAuthSettings({ issuer: provider.issuer, audience: provider.audience })
+  t.match(auth, { issuer: provider.issuer, audience: AUDIENCE, clientId: undefined, clientSecret: undefined, introspectionEndpoint: undefined })
+  const { url } = await startServer(t, { auth })
+  t.same((await call(url + GREETING, { token: await provider.jwt() })).body, { message: 'Hello test-client-display' }, 'JWTs verify through discovery')
+  const opaque = await call(url + GREETING, { token: await provider.opaque() })
+  assertInvalidToken(t, opaque, 'an opaque token without client credentials to introspect it', { detail: /opaque tokens cannot be introspected/ })
+})
+
+t.test('a request without a bearer token', async (t) => {
+  const provider = await startTestProvider(t)
+  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) })
+
+  const none = await call(url + GREETING)
+  t.equal(none.status, 401)
+  t.match(none.headers.get('content-type'), PROBLEM_TYPE)
+  t.equal(none.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`, 'a bare challenge: no error param (RFC 6750 §3.1)')
+  t.same(none.body, {
+    type: Problems.tokenRequired,
+    title: 'Token required',
+    status: 401,
+    detail: 'A bearer token is required in the Authorization header',
+    instance: GREETING,
+    requestId: none.headers.get('x-request-id'),
+  })
+
+  const token = await provider.jwt()
+  const query = await call(`${url}${GREETING}?access_token=${token}`)
+  t.equal(query.status, 401, 'a token in the query string is not accepted')
+  t.equal(query.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`)
+  t.match(query.body, { type: Problems.tokenRequired, instance: GREETING, detail: /tokens in the query string are not accepted/ })
+  assertNotEchoed(t, query, token, 'query token')
+
+  const basic = await call(url + GREETING, { authorization: `Basic ${Buffer.from('test-client:secret').toString('base64')}` })
+  t.equal(basic.status, 401, 'Basic is not Bearer')
+  t.equal(basic.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`, 'no error param for another scheme')
+  t.match(basic.body, { type: Problems.tokenRequired })
+
+  t.equal((await call(url + GREETING, { method: 'HEAD' })).status, 401, 'HEAD is checked too')
+})
+
+t.test('hostile and broken tokens are 401 invalid_token and never echoed', async (t) => {
+  const provider = await startTestProvider(t)
+  const other = await startTestProvider(t)
+  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) })
+  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'a valid token first, so the key is cached')
+
+  const now = nowInSeconds()
+  const real = decodeJwt(await provider.jwt({ scope: READ_SCOPE }))
+  const publicPem = createPublicKey({ key: provider.privateJwk(), format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()
+  const publicJwk = JSON.stringify(provider.publicJwks().keys[0])
+  const { privateKey: strangerKey } = await generateKeyPair('RS256')
+  const readOnly = await provider.jwt({ scope: READ_SCOPE })
+
+  const cases: { what: string, token: string, detail?: RegExp }[] = [
+    { what: 'alg none with the real kid', token: unsignedJwt({ typ: 'at+jwt', kid: provider.kid }, real) },
+    { what: 'alg none without a kid', token: unsignedJwt({ typ: 'JWT' }, real) },
+    {
+      what: 'HS256 keyed with the public key PEM',
+      token: await provider.sign({}, { key: new TextEncoder().encode(publicPem), header: { alg: 'HS256' } }),
+    },
+    {
+      what: 'HS256 keyed with the public JWK',
+      token: await provider.sign({}, { key: new TextEncoder().encode(publicJwk), header: { alg: 'HS256' } }),
+    },
+    { what: 'a tampered sub', token: tamper(readOnly, { sub: 'admin' }) },
+    { what: 'a tampered scope', token: tamper(readOnly, { scope: `${READ_SCOPE} ${WRITE_SCOPE}` }) },
+    { what: 'a wrong issuer', token: await provider.sign({ iss: 'https://idp.example/realms/other' }) },
+    { what: 'a wrong audience', token: await provider.jwt({ audience: 'other-api' }) },
+    { what: 'expired beyond the tolerance', token: await provider.sign({ iat: now - 600, exp: now - 60 }), detail: /expired/ },
+    { what: 'not valid until beyond the tolerance', token: await provider.sign({ nbf: now + 120 }), detail: /not valid yet/ },
+    { what: 'an unknown kid', token: await provider.sign({}, { header: { kid: 'no-such-key' } }), detail: /not signed by a key of the identity provider/ },
+    { what: 'a token of another provider', token: await other.jwt() },
+    { what: 'another provider\'s key claiming our issuer', token: await other.sign({ iss: provider.issuer }) },
+    { what: 'a stranger\'s key claiming our kid', token: await provider.sign({}, { key: strangerKey }) },
+    { what: 'no sub', token: await provider.sign({ sub: undefined }) },
+    { what: 'no exp', token: await provider.sign({ exp: undefined }) },
+    { what: 'two words', token: 'a b', detail: /malformed/ },
+    { what: 'garbage characters', token: '!!!<script>***', detail: /malformed/ },
+    { what: 'a 10,000-character token', token: 'x'.repeat(10_000), detail: /malformed/ },
+    { what: 'JWT-shaped junk', token: 'abc.def.ghi' },
+  ]
+  for (const { what, token, detail } of cases) {
+    const answer = await call(url + GREETING, { token })
+    assertInvalidToken(t, answer, what, detail === undefined ? {} : { detail })
+    if (token.length >= 16) assertNotEchoed(t, answer, token, what)
+  }
+
+  for (const authorization of ['Bearer', 'Bearer ']) {
+    const answer = await call(url + GREETING, { authorization })
+    assertInvalidToken(t, answer, JSON.stringify(authorization))
+  }
+
+  const slightlyExpired = await call(url + GREETING, { token: await provider.sign({ iat: now - 300, exp: now - 10 }) })
+  t.equal(slightlyExpired.status, 200, 'expired 10 s ago: inside the 30 s tolerance')
+  const almostValid = await call(url + GREETING, { token: await provider.sign({ nbf: now + 10 }) })
+  t.equal(almostValid.status, 200, 'valid in 10 s: inside the tolerance')
+  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'valid tokens still pass after all that')
+})
+
+t.test('scopes: 403 insufficient_scope naming the scope, on GET and HEAD', async (t) => {
+  const provider = await startTestProvider(t)
+  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) }, writeRoute)
+  const readOnly = await provider.jwt({ scope: READ_SCOPE })
+
+  const answer = await call(url + WRITE_ROUTE, { token: readOnly })
+  t.equal(answer.status, 403)
+  t.match(answer.headers.get('content-type'), PROBLEM_TYPE)
+  t.same(answer.challenge, {
+    scheme: 'Bearer',
+    params: {
+      realm: AUDIENCE,
+      error: 'insufficient_scope',
+      error_description: `The token lacks the scope ${WRITE_SCOPE}`,
+      scope: WRITE_SCOPE,
+    },
+  })
+  t.match(answer.body, { type: Problems.insufficientScope, title: 'Insufficient scope', status: 403, detail: new RegExp(WRITE_SCOPE), instance: WRITE_ROUTE })
+  assertNotEchoed(t, answer, readOnly, '403')
+
+  const head = await call(url + WRITE_ROUTE, { token: readOnly, method: 'HEAD' })
+  t.equal(head.status, 403, 'HEAD with too few scopes')
+  t.equal(head.challenge?.params.scope, WRITE_SCOPE)
+  t.equal((await call(url + WRITE_ROUTE, { method: 'HEAD' })).status, 401, 'HEAD without a token')
+
+  const writer = await provider.jwt({ scope: WRITE_SCOPE })
+  t.equal((await call(url + WRITE_ROUTE, { token: writer, method: 'HEAD' })).status, 200, 'HEAD with the scope')
+  t.same((await call(url + WRITE_ROUTE, { token: writer })).body, { subject: 'test-client' }, 'GET with the scope')
+
+  const scopeless = await provider.jwt({ scope: '' })
+  t.equal((await call(url + GREETING, { token: scopeless })).status, 200, 'greeting v3 needs a token but no scope')
+  t.equal((await call(url + WRITE_ROUTE, { token: scopeless })).status, 403, 'no scope at all')
+})
+
+t.test('opaque tokens are introspected and the answers reused for a while', async (t) => {
+  const provider = await startTestProvider(t)
+  const { url } = await startServer(t, {
+    auth: await settingsFromSecrets(t, provider),
+    authTuning: { introspectionCacheTtl: 400 },
+  })
+
+  const alice = await personOpaqueToken(provider, 'alice')
+  const first = await call(url + GREETING, { token: alice })
+  t.equal(first.status, 200)
+  t.same(first.body, { message: 'Hello alice' })
+  for (let i = 0; i < 3; i++) await call(url + GREETING, { token: alice })
+  t.equal(provider.requests('/token/introspection'), 1, 'introspected once for four calls')
+  const reintrospected = await waitFor(
+    async () => {
+      await call(url + GREETING, { token: alice })
+      return provider.requests('/token/introspection')
+    },
+    (count) => count > 1,
+    3_000,
+  )
+  t.equal(reintrospected, 2, 'introspected again once introspectionCacheTtl ran out')
+
+  const clientToken = await provider.opaque()
+  const client = await call(url + GREETING, { token: clientToken })
+  t.match({ status: client.status, body: client.body }, { status: 200, body: { message: 'Hello test-client-display' } },
+    'a client-credentials opaque token greets its client')
+  assertNotEchoed(t, client, clientToken, 'opaque')
+
+  const revoked = await provider.opaque()
+  await provider.revoke(revoked)
+  assertInvalidToken(t, await call(url + GREETING, { token: revoked }), 'a revoked opaque token', { detail: /not active/ })
+  assertInvalidToken(t, await call(url + GREETING, { token: 'notAnIssuedOpaqueToken0123456789' }), 'an opaque token never issued', { detail: /not active/ })
+  assertInvalidToken(t, await call(url + GREETING, { token: await provider.opaque({ audience: 'other-api' }) }), 'an opaque token for another audience', {
+    detail: /another audience/,
+  })
+})
+
+t.test('without authentication configured protected routes are 401 and open ones work', async (t) => {
+  const provider = await startTestProvider(t)
+  const { url } = await startServer(t)
+  for (const token of [undefined, await provider.jwt()]) {
+    const answer = await call(url + GREETING, token === undefined ? {} : { token })
+    t.equal(answer.status, 401)
+    t.equal(answer.headers.get('www-authenticate'), `Bearer realm="${AUDIENCE}"`)
+    t.match(answer.body, { type: Problems.notConfigured, title: 'Authentication not configured', status: 401, instance: GREETING })
+  }
+  const open = await call(`${url}/api/greeting/v1/`)
+  t.equal(open.status, 200)
+  t.same(open.body, { message: 'Hello World' })
+})
+
+t.test('resolveAuthSettings and readClientSecrets', async (t) => {
+  const dir = t.testdir()
+  const secretsFile = async (name: string, content: unknown): Promise<string> => {
+    const path = join(dir, name)
+    await writeFile(path, typeof content === 'string' ? content : JSON.stringify(content))
+    return path
+  }
+  const web = {
+    client_id: 'api-server',
+    client_secret: 's3cret',
+    issuer: 'https://idp.example/realms/mrmat',
+    token_introspection_uri: 'https://idp.example/realms/mrmat/introspect',
+    userinfo_uri: 'https://idp.example/realms/mrmat/userinfo',
+    redirect_uris: [],
+  }
+  const secrets = readClientSecrets(await secretsFile('client_secrets.json', { web }))
+
+  t.same(resolveAuthSettings({ secrets }), {
+    issuer: web.issuer,
+    audience: 'api-server',
+    jwksUri: undefined,
+    introspectionEndpoint: web.token_introspection_uri,
+    clientId: 'api-server',
+    clientSecret: 's3cret',
+    clockTolerance: 30,
+  }, 'the audience defaults to web.client_id')
+
+  t.match(resolveAuthSettings({
+    secrets,
+    issuer: 'https://other.example/',
+    audience: 'flag-audience',
+    jwksUri: 'https://keys.example/jwks',
+    clockTolerance: 5,
+  }), {
+    issuer: 'https://other.example/',
+    audience: 'flag-audience',
+    jwksUri: 'https://keys.example/jwks',
+    clientId: 'api-server',
+    clockTolerance: 5,
+  }, 'flags win over the file')
+
+  t.equal(resolveAuthSettings({ secrets: readClientSecrets(await secretsFile('empty-secret.json', { web: { ...web, client_secret: '' } })) })?.clientSecret,
+    undefined, 'an empty client_secret is none')
+  t.equal(resolveAuthSettings({}), undefined, 'no issuer at all: no authentication')
+
+  t.throws(() => resolveAuthSettings({ issuer: 'https://idp.example/' }), {
+    constructor: AuthSettingsError,
+    message: 'an audience is required: set --audience or --oidc-secrets',
+  }, 'an issuer without an audience')
+  t.throws(() => resolveAuthSettings({ audience: 'x' }), { constructor: AuthSettingsError, message: /need an issuer/ }, 'an audience without an issuer')
+  t.throws(() => resolveAuthSettings({ issuer: 'ftp://idp.example/', audience: 'x' }), {
+    constructor: AuthSettingsError,
+    message: 'the issuer must be an http(s) URL: ftp://idp.example/',
+  }, 'a non-http issuer')
+  t.throws(() => resolveAuthSettings({ issuer: 'idp.example', audience: 'x' }), { message: /the issuer is not a URL/ })
+  t.throws(() => resolveAuthSettings({ issuer: 'https://idp.example/', audience: 'x', jwksUri: 'file:///etc/keys' }), { message: /--jwks-uri must be an http\(s\) URL/ })
+  t.throws(
+    () => resolveAuthSettings({ secrets: { web: { ...web, token_introspection_uri: 'javascript:alert(1)' } } }),
+    { message: /token_introspection_uri must be an http\(s\) URL/ },
+  )
+
+  const wrongShapes: [string, unknown][] = [
+    ['no web key', { installed: web }],
+    ['no issuer', { web: { client_id: 'api-server' } }],
+    ['an empty client_id', { web: { ...web, client_id: '' } }],
+    ['a numeric issuer', { web: { ...web, issuer: 42 } }],
+    ['an array', [web]],
+  ]
+  for (const [what, content] of wrongShapes) {
+    const path = await secretsFile('wrong.json', content)
+    t.throws(() => readClientSecrets(path), { constructor: AuthSettingsError, message: /are not in the expected \{"web": \{"client_id", "issuer", \.\.\.\}\} form/ }, what)
+  }
+  const notJson = await secretsFile('not-json.json', '{"web": ')
+  t.throws(() => readClientSecrets(notJson), { constructor: AuthSettingsError, message: /^cannot read the client secrets .*not-json\.json/ })
+  t.throws(() => readClientSecrets(join(dir, 'missing.json')), { constructor: AuthSettingsError, message: /ENOENT/ })
+})
+
+t.test('the CLI with --issuer and no reachable provider starts, warns, and answers 503', async (t) => {
+  const [port = 0] = await freePorts(1)
+  const issuer = `http://127.0.0.1:${String(port)}`
+  const cwd = t.testdir()
+  const { cli, url } = await startCli(t, ['--host', '127.0.0.1', '--port', '0', '--issuer', issuer, '--audience', AUDIENCE], { cwd })
+  await cli.waitForLine(/identity provider not reachable/, 10_000)
+  t.match(logLines(cli.stdout).find((line) => line.level === 40), { msg: 'identity provider not reachable; retrying', issuer }, 'a warning names the issuer')
+
+  const someJwt = `${Buffer.from('{"alg":"RS256","kid":"k"}').toString('base64url')}.${Buffer.from('{"sub":"x"}').toString('base64url')}.c2lnbmF0dXJl`
+  const answer = await call(url + GREETING, { token: someJwt })
+  t.equal(answer.status, 503)
+  t.ok(answer.headers.get('retry-after'), 'with Retry-After')
+  t.match(answer.body, { type: Problems.unavailable })
+  t.equal((await call(`${url}/api/greeting/v1/`)).status, 200, 'open routes work')
+  t.equal((await cli.stop()).code, 0, 'and it stops cleanly')
+
+  const noAudience = await runCli(t, ['migrate', '--issuer', issuer], { cwd })
+  t.equal(noAudience.code, 2, 'an issuer without an audience is a usage error')
+  t.match(noAudience.stderr, /an audience is required/)
+})
