@@ -13,6 +13,7 @@ import problemDetails, { clientErrorHandler, frameworkErrorHandler } from './err
 import openapi from './openapi.js'
 import readiness from './readiness.js'
 import requestId, { genRequestId } from './request-id.js'
+import { buildValidator } from './validation.js'
 
 export interface AppOptions {
   /** Fastify's logger option; off unless given. */
@@ -47,13 +48,7 @@ export async function buildApp(options: AppOptions = {}): Promise<FastifyInstanc
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // /api/greeting/v1 and /api/greeting/v1/ are the same route, answered without a redirect.
     routerOptions: { ignoreTrailingSlash: true },
-    ajv: {
-      customOptions: {
-        // Reject unknown body fields rather than drop them silently, and report every bad field.
-        removeAdditional: false,
-        allErrors: true,
-      },
-    },
+    schemaController: { compilersFactory: { buildValidator } },
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()

@@ -64,7 +64,7 @@ async function migrateOnly(config: ServerConfig): Promise<void> {
 
 async function printOpenApi(): Promise<void> {
   // An in-memory database mounts every API, so the document lists them all.
-  const app = await buildApp({ database: openSqlite(':memory:'), swaggerUi: false })
+  const app = await buildApp({ database: openSqlite(':memory:'), migrate: true, swaggerUi: false })
   await app.ready()
   process.stdout.write(`${JSON.stringify(app.swagger(), null, 2)}\n`)
   await app.close()

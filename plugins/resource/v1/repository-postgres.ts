@@ -7,49 +7,56 @@ import type { Resource } from './schemas.js'
 interface WrittenRow {
   id: number | null
   name: string | null
-  owner_id: number
-  owner_subject: string
-  owner_name: string
+  owner_id: number | null
+  owner_subject: string | null
+  owner_name: string | null
   found: boolean
 }
 
 // Each write is a single statement, atomic without an explicit transaction: data-modifying CTEs
-// upsert the owner (keeping its name current) and write the resource together. Named, so that every
-// pooled connection prepares it once.
-const UPSERT_OWNER = `o AS (
-      INSERT INTO owners (subject, name) VALUES ($1, $2)
-      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
-      RETURNING id, subject, name)`
-
+// write the resource and bring the owner row up to date together. Named, so that every pooled
+// connection prepares it once.
 const CREATE = {
   name: 'mrmat_resource_v1_create',
-  text: `WITH ${UPSERT_OWNER},
+  text: `WITH o AS (
+      INSERT INTO owners (subject, name) VALUES ($1, $2)
+      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
+      RETURNING id, subject, name),
     r AS (INSERT INTO resources (owner_id, name) SELECT o.id, $3 FROM o RETURNING id, name)
     SELECT r.id, r.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name, true AS found
     FROM r, o`,
 }
 
-// The sub-select sees the table as it was before the update, so it tells "no such resource" (404)
-// from "someone else's" (403) when the update touched nothing.
+// Rename and delete touch the owner only when the resource is the caller's, so a refusal writes
+// nothing. The EXISTS sees the table as it was before the statement, and so tells "no such
+// resource" (404) from "someone else's" (403) when nothing was written.
 const RENAME = {
   name: 'mrmat_resource_v1_rename',
-  text: `WITH ${UPSERT_OWNER},
-    u AS (UPDATE resources SET name = $4 WHERE id = $3 AND owner_id = (SELECT id FROM o) RETURNING id, name)
+  text: `WITH u AS (
+      UPDATE resources SET name = $4
+      WHERE id = $3 AND owner_id = (SELECT id FROM owners WHERE subject = $1)
+      RETURNING id, name, owner_id),
+    o AS (UPDATE owners SET name = $2 WHERE id = (SELECT owner_id FROM u) RETURNING id, subject, name)
     SELECT u.id, u.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name,
       EXISTS (SELECT 1 FROM resources WHERE id = $3) AS found
-    FROM o LEFT JOIN u ON true`,
+    FROM (SELECT 1) AS one LEFT JOIN u ON true LEFT JOIN o ON true`,
 }
 
 const REMOVE = {
   name: 'mrmat_resource_v1_remove',
   text: `WITH d AS (
-      DELETE FROM resources WHERE id = $2 AND owner_id = (SELECT id FROM owners WHERE subject = $1) RETURNING id)
-    SELECT (SELECT count(*) FROM d)::int AS deleted, EXISTS (SELECT 1 FROM resources WHERE id = $2) AS found`,
+      DELETE FROM resources WHERE id = $3 AND owner_id = (SELECT id FROM owners WHERE subject = $1)
+      RETURNING owner_id),
+    o AS (UPDATE owners SET name = $2 WHERE id = (SELECT owner_id FROM d))
+    SELECT (SELECT count(*) FROM d)::int AS deleted, EXISTS (SELECT 1 FROM resources WHERE id = $3) AS found`,
 }
 
 function toResource(row: WrittenRow): Resource {
-  if (row.id === null || row.name === null) throw new Error('the statement returned no resource')
-  return { id: row.id, name: row.name, owner: { id: row.owner_id, subject: row.owner_subject, name: row.owner_name } }
+  const { id, name, owner_id: ownerId, owner_subject: subject, owner_name: ownerName } = row
+  if (id === null || name === null || ownerId === null || subject === null || ownerName === null) {
+    throw new Error('the statement returned no resource')
+  }
+  return { id, name, owner: { id: ownerId, subject, name: ownerName } }
 }
 
 export function postgresResources(database: PostgresDatabase): ResourceRepository {
@@ -90,12 +97,12 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
     },
     async rename(caller, id, name) {
       const row = await write(RENAME, [caller.subject, caller.name, id, name])
-      if (row === undefined) throw new Error('the owner upsert returned no row')
+      if (row === undefined) throw new Error('the rename statement returned no row')
       if (row.id !== null) return toResource(row)
       return row.found ? 'forbidden' : 'not-found'
     },
     async remove(caller, id) {
-      const row = await pool.query<{ deleted: number, found: boolean }>({ ...REMOVE, values: [caller.subject, id] })
+      const row = await pool.query<{ deleted: number, found: boolean }>({ ...REMOVE, values: [caller.subject, caller.name, id] })
       const result = row.rows[0]
       if (result !== undefined && result.deleted > 0) return 'deleted'
       return result?.found === true ? 'forbidden' : 'not-found'

@@ -24,7 +24,12 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     .onConflictDoUpdate({ target: owners.subject, set: { name: sql`excluded.name` } })
     .returning()
     .prepare()
-  const ownerId = orm.select({ id: owners.id }).from(owners).where(eq(owners.subject, sql.placeholder('subject'))).prepare()
+  const ownerOf = orm.select({ id: owners.id }).from(owners).where(eq(owners.subject, sql.placeholder('subject'))).prepare()
+  const renameOwner = orm.update(owners)
+    .set({ name: sql`${sql.placeholder('name')}` })
+    .where(eq(owners.id, sql.placeholder('id')))
+    .returning()
+    .prepare()
   const insert = orm.insert(resources)
     .values({ ownerId: sql.placeholder('ownerId'), name: sql.placeholder('name') })
     .returning({ id: resources.id, name: resources.name })
@@ -37,6 +42,7 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     .prepare()
   const remove = orm.delete(resources).where(ownedBy).returning({ id: resources.id }).prepare()
   const exists = orm.select({ ownerId: resources.ownerId }).from(resources).where(eq(resources.id, sql.placeholder('id'))).prepare()
+  const refusal = (id: number) => (exists.get({ id }) === undefined ? 'not-found' as const : 'forbidden' as const)
 
   function translated<T>(write: () => T): T {
     try {
@@ -62,17 +68,19 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     },
     async rename(caller, id, name) {
       return translated(() => {
-        const owner = upsertOwner.get({ subject: caller.subject, name: caller.name })
-        const renamed = update.all({ id, ownerId: owner.id, name })[0]
-        if (renamed !== undefined) return { ...renamed, owner }
-        return exists.get({ id }) === undefined ? 'not-found' : 'forbidden'
+        const owner = ownerOf.get({ subject: caller.subject })
+        const renamed = owner === undefined ? undefined : update.all({ id, ownerId: owner.id, name })[0]
+        if (owner === undefined || renamed === undefined) return refusal(id)
+        // A refusal writes nothing: the owner's name is brought up to date once the write succeeded.
+        return { ...renamed, owner: renameOwner.get({ id: owner.id, name: caller.name }) }
       })
     },
     async remove(caller, id) {
       return translated(() => {
-        const owner = ownerId.get({ subject: caller.subject })
-        if (owner !== undefined && remove.all({ id, ownerId: owner.id }).length > 0) return 'deleted'
-        return exists.get({ id }) === undefined ? 'not-found' : 'forbidden'
+        const owner = ownerOf.get({ subject: caller.subject })
+        if (owner === undefined || remove.all({ id, ownerId: owner.id }).length === 0) return refusal(id)
+        renameOwner.run({ id: owner.id, name: caller.name })
+        return 'deleted'
       })
     },
   }

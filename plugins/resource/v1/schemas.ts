@@ -3,8 +3,9 @@ import { Type, type Static } from '@sinclair/typebox'
 /** PostgreSQL's integer: ids beyond it are a client mistake (400), not a database error. */
 const MAX_ID = 2147483647
 
-// At least one visible character and no control characters; surrounding spaces are trimmed.
-const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F]*[^\\s\\u0000-\\u001F\\u007F][^\\u0000-\\u001F\\u007F]*$'
+// At least one visible character and no control characters (C0, DEL, C1: Unicode's Cc), spelled as
+// ranges so that clients without Unicode property escapes (Swagger UI) read it alike.
+const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$'
 
 export const ResourceIdParamsSchema = Type.Object({
   id: Type.Integer({ minimum: 1, maximum: MAX_ID, description: 'The resource id' }),
