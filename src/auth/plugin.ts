@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import { LRUCache } from 'lru-cache'
-import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyRequest, preHandlerHookHandler, RouteOptions } from 'fastify'
 import { HttpProblem, ProblemTypes } from '../problem.js'
 import { identityFromClaims, type Identity } from './identity.js'
 import {
@@ -187,23 +187,31 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
     return identity
   }
 
-  function authenticate(required: string[]): preHandlerAsyncHookHandler {
+  /** The token of the request, or the refusal when there is none to check. */
+  function presentedToken(request: FastifyRequest): string {
+    if (settings === undefined) {
+      throw refuse(realm, { status: 401, type: ProblemTypes.authNotConfigured, title: 'Authentication not configured', detail: 'This route needs a bearer token, but authentication is not configured on this server' })
+    }
+    const token = bearerToken(request.headers.authorization)
+    if (token === undefined) {
+      const inQuery = typeof request.query === 'object' && request.query !== null && 'access_token' in request.query
+      const detail = inQuery
+        ? 'A bearer token is required in the Authorization header; tokens in the query string are not accepted'
+        : 'A bearer token is required in the Authorization header'
+      throw refuse(realm, { status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail })
+    }
+    return token
+  }
+
+  async function verify(request: FastifyRequest, token: string): Promise<Identity> {
+    if (settings === undefined || provider === null) throw new Error('unreachable: verify without settings')
+    if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(realm, 'The token is malformed')
+    return JWT_SYNTAX.test(token) ? verifyJwt(request, token) : verifyOpaque(token, settings, provider)
+  }
+
+  function authenticate(required: string[]): preHandlerHookHandler {
     const scope = required.join(' ')
-    return async function verifyBearerToken(request) {
-      if (settings === undefined || provider === null) {
-        throw refuse(realm, { status: 401, type: ProblemTypes.authNotConfigured, title: 'Authentication not configured', detail: 'This route needs a bearer token, but authentication is not configured on this server' })
-      }
-      const token = bearerToken(request.headers.authorization)
-      if (token === undefined) {
-        const inQuery = typeof request.query === 'object' && request.query !== null && 'access_token' in request.query
-        const detail = inQuery
-          ? 'A bearer token is required in the Authorization header; tokens in the query string are not accepted'
-          : 'A bearer token is required in the Authorization header'
-        throw refuse(realm, { status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail })
-      }
-      if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(realm, 'The token is malformed')
-      const identity = verified.get(token)
-        ?? (JWT_SYNTAX.test(token) ? await verifyJwt(request, token) : await verifyOpaque(token, settings, provider))
+    function admit(request: FastifyRequest, identity: Identity): void {
       const missing = required.filter((s) => !identity.scopes.includes(s))
       if (missing.length > 0) {
         throw refuse(realm, {
@@ -216,6 +224,27 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
         })
       }
       request.identity = identity
+    }
+    // Callback style, so that a token verified before (the common case) costs no promise at all.
+    return function verifyBearerToken(request, _reply, done) {
+      let token: string
+      let cached: Identity | undefined
+      try {
+        token = presentedToken(request)
+        cached = verified.get(token)
+        if (cached !== undefined) admit(request, cached)
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      if (cached !== undefined) {
+        done()
+        return
+      }
+      verify(request, token).then((identity) => {
+        admit(request, identity)
+        done()
+      }).catch((error: unknown) => { done(error as Error) })
     }
   }
 
