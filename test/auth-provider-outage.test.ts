@@ -147,7 +147,8 @@ t.test('one JWKS fetch serves repeated and new tokens of the same key', async (t
 })
 
 t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, every one 401', async (t) => {
-  const cooldown = 400
+  // Long enough that a flood, even on a loaded machine, ends inside one window.
+  const cooldown = 3000
   const provider = await startTestProvider(t)
   const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
   t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200)
