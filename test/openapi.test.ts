@@ -2,11 +2,13 @@ import t from 'tap'
 import { startServer } from './helpers/server.js'
 
 interface Operation {
+  security?: Record<string, string[]>[]
   summary?: string
   tags?: string[]
   responses: Record<string, { content?: Record<string, { schema: unknown }> }>
 }
 interface Document {
+  components?: unknown
   openapi: string
   info: { title: string, version: string }
   tags: { name: string }[]
@@ -25,6 +27,8 @@ t.test('the OpenAPI document describes every API route from its schemas', async 
     '/api/greeting/v1',
     '/api/greeting/v2',
     '/api/greeting/v3',
+    '/api/resource/v1',
+    '/api/resource/v1/{id}',
     '/healthz',
     '/healthz/liveness',
     '/healthz/readiness',
@@ -36,7 +40,9 @@ t.test('the OpenAPI document describes every API route from its schemas', async 
       t.ok(operation.summary, `${where} has a summary`)
       t.equal(operation.tags?.length, 1, `${where} has one tag`)
       t.ok(declaredTags.has(operation.tags?.[0] ?? ''), `${where} tag is declared`)
-      t.ok(operation.responses['200']?.content?.['application/json'], `${where} documents its 200 body`)
+      const success = Object.keys(operation.responses).filter((status) => status.startsWith('2'))
+      t.equal(success.length, 1, `${where} documents one success status`)
+      if (success[0] !== '204') t.ok(operation.responses[success[0] ?? '']?.content?.['application/json'], `${where} documents its ${success[0] ?? '2xx'} body`)
       const errors = Object.keys(operation.responses).filter((status) => Number(status) >= 400)
       t.ok(errors.includes('500'), `${where} documents 500`)
       for (const status of errors) {
@@ -49,6 +55,19 @@ t.test('the OpenAPI document describes every API route from its schemas', async 
     get: { parameters: [{ in: 'query', name: 'name', required: false, schema: { type: 'string', maxLength: 255 } }] },
   })
   t.notMatch(JSON.stringify(doc), /def-\d/, 'no anonymous schema references')
+
+  const protectedOps = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods)
+    .filter(([, operation]) => operation.security !== undefined)
+    .map(([method, operation]) => ({ where: `${method.toUpperCase()} ${path}`, operation })))
+  t.same(protectedOps.map((p) => p.where).sort(), [
+    'DELETE /api/resource/v1/{id}', 'GET /api/greeting/v3', 'GET /api/resource/v1', 'GET /api/resource/v1/{id}',
+    'POST /api/resource/v1', 'PUT /api/resource/v1/{id}',
+  ], 'the routes that need a token say so')
+  for (const { where, operation } of protectedOps) {
+    for (const status of ['401', '403', '503']) t.ok(operation.responses[status], `${where} documents ${status}`)
+  }
+  t.match(doc.paths['/api/resource/v1']?.post?.security, [{ bearerAuth: ['mrmat-ts-api-fastify-resource-write'] }], 'with the scope they need')
+  t.match(doc, { components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } } })
 })
 
 t.test('the JSON of Swagger UI and /openapi.json are the same document', async (t) => {
