@@ -2,18 +2,10 @@ import { Writable } from 'node:stream'
 import { connect } from 'node:net'
 import t from 'tap'
 import { startServer } from './helpers/server.js'
+import type { Problem } from '../src/problem.js'
 
 const PROBLEM_TYPE = /^application\/problem\+json/
 
-interface Problem {
-  type: string
-  title: string
-  status: number
-  detail: string
-  instance?: string
-  requestId?: string
-  errors?: { in: string, name: string, detail: string }[]
-}
 
 async function problemOf(res: Response): Promise<Problem> {
   return await res.json() as Problem

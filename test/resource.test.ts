@@ -4,6 +4,7 @@ import { parseChallenge, Problems, READ_SCOPE, REQUEST_TIMEOUT_MS, WRITE_SCOPE }
 import { startApp } from './helpers/app.js'
 import { freshDatabase, openTestDatabase, type Dialect, type TestDatabase } from './helpers/databases.js'
 import { startTestProvider, type TestClientOptions, type TestProvider } from './helpers/oidc-provider.js'
+import type { Problem as ProblemBody } from '../src/problem.js'
 
 // Resource v1 over real HTTP with real tokens, once on a SQLite file and once on a fresh PostgreSQL
 // database. Every write is checked in the database itself, through a connection of the test's own.
@@ -42,15 +43,6 @@ interface Page {
   next: string | null
 }
 
-interface ProblemBody {
-  type: string
-  title: string
-  status: number
-  detail: string
-  instance?: string
-  requestId?: string
-  errors?: { in: string, name: string, detail: string }[]
-}
 
 interface OwnerRow {
   id: number
