@@ -1,0 +1,229 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
+import yargs, { type Argv } from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { packageVersion } from '../paths.js'
+import { Api, type GreetingVersion, type Resource } from './api.js'
+import {
+  CLIENT_NAME, DEFAULT_READ_SCOPE, DEFAULT_TIMEOUT_SECONDS, DEFAULT_WRITE_SCOPE, requireSettings, resolveSettings, seconds,
+  type ClientSettings,
+} from './config.js'
+import { ApiError, ClientError, EXIT_API, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js'
+import type { HttpOptions } from './http.js'
+import { Output, table, type Io } from './output.js'
+import { accessToken, loginWithClientCredentials, loginWithDevice, logout, type Session } from './session.js'
+
+const POLL_ENV = 'MRMAT_CLIENT_POLL_INTERVAL'
+const MAX_ID = 2147483647
+
+/** What the error report needs to know of the settings, once they are resolved. */
+interface RunState {
+  debug: boolean
+  json: boolean
+}
+
+interface Context {
+  settings: ClientSettings
+  output: Output
+  http: HttpOptions
+  io: Io
+}
+
+function context(argv: Record<string, unknown>, io: Io, state: RunState): Context {
+  const settings = resolveSettings(argv, io.env)
+  state.debug = settings.debug
+  state.json = settings.json
+  const output = new Output(io, settings)
+  return { settings, output, io, http: { timeoutMs: settings.timeoutMs, debug: (line) => { output.debug(line) } } }
+}
+
+function session(ctx: Context): Session {
+  const settings = requireSettings(ctx.settings, ['server', 'discoveryUrl', 'clientId'])
+  return { settings, output: ctx.output, env: ctx.io.env, http: ctx.http }
+}
+
+/** The API client; the token is looked for only when a route needs one, so greeting v1 works logged out and unconfigured for OIDC. */
+function api(ctx: Context): Api {
+  const { server } = requireSettings(ctx.settings, ['server'])
+  return new Api(server, ctx.http, async () => accessToken(session(ctx)))
+}
+
+function resourceId(value: unknown): number {
+  const text = String(value)
+  const id = /^\d+$/.test(text) ? Number(text) : NaN
+  if (!(id >= 1 && id <= MAX_ID)) throw new UsageError(`a resource id is a whole number from 1 to ${MAX_ID}, not ${JSON.stringify(text)}`)
+  return id
+}
+
+function resourceName(value: unknown): string {
+  const name = String(value)
+  if (name.trim() === '') throw new UsageError('a resource name must not be blank')
+  return name
+}
+
+function integer(value: unknown, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}`)
+  }
+  return value
+}
+
+function resourceRows(resources: Resource[]): string {
+  return table(['ID', 'NAME', 'OWNER'], resources.map((r) => [String(r.id), r.name, r.owner.name]))
+}
+
+function cli(args: string[], io: Io, state: RunState): Argv {
+  const run = (work: (ctx: Context, argv: Record<string, unknown>) => Promise<void>) =>
+    async (argv: Record<string, unknown>) => { await work(context(argv, io, state), argv) }
+
+  return yargs(args)
+    .scriptName(CLIENT_NAME)
+    .usage(`$0 <command> [options]
+
+The client of the MrMat REST API. Settings come from flags, else MRMAT_CLIENT_* variables (MRMAT_CLIENT_ID,
+MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else the JSON config file
+(keys client_id, client_secret, discovery_url, server, read_scope, write_scope, timeout).`)
+    .epilog('Exit codes: 0 success, 1 API error or server/provider unreachable, 2 bad usage or configuration, 3 authentication failure.')
+    .parserConfiguration({ 'duplicate-arguments-array': false })
+    .options({
+      config: {
+        type: 'string',
+        description: 'JSON config file (also MRMAT_CLIENT_CONFIG)',
+        defaultDescription: '$XDG_CONFIG_HOME/mrmat-ts-api-fastify/client.json, XDG_CONFIG_HOME defaulting to ~/.config',
+      },
+      server: { type: 'string', description: 'The API\'s base URL, e.g. http://localhost:8080' },
+      'discovery-url': { type: 'string', description: 'The identity provider\'s discovery document URL (or its issuer URL)' },
+      'client-id': { type: 'string', description: 'This client\'s id at the identity provider' },
+      'client-secret': { type: 'string', description: 'This client\'s secret; public clients have none' },
+      'read-scope': { type: 'string', description: 'The API\'s read scope', defaultDescription: DEFAULT_READ_SCOPE },
+      'write-scope': { type: 'string', description: 'The API\'s write scope', defaultDescription: DEFAULT_WRITE_SCOPE },
+      timeout: { type: 'number', description: 'Seconds each HTTP request may take', defaultDescription: String(DEFAULT_TIMEOUT_SECONDS) },
+      quiet: { alias: 'q', type: 'boolean', description: 'Only results and errors: no progress or notes' },
+      debug: { alias: 'd', type: 'boolean', description: 'A line per HTTP exchange, and stack traces of unexpected errors' },
+      json: { type: 'boolean', description: 'Results as JSON on stdout (one line each)' },
+    })
+    .command('login', 'Log in: the device flow in a browser, or --client-credentials for automation', (y) => y.options({
+      'client-credentials': { type: 'boolean', default: false, description: 'Log in as the client itself (needs the client secret)' },
+      'poll-interval': {
+        type: 'number',
+        description: `Seconds between polls for the sign-in, instead of the provider's interval; a slow_down then adds at most this much (also ${POLL_ENV})`,
+        defaultDescription: 'the provider\'s interval, else 5',
+      },
+    }), run(async (ctx, argv) => {
+      if (argv['client-credentials'] === true) {
+        requireSettings(ctx.settings, ['clientSecret'])
+        await loginWithClientCredentials(session(ctx))
+        return
+      }
+      const flag = argv['poll-interval']
+      const variable = ctx.io.env[POLL_ENV]
+      const given = flag !== undefined ? { value: flag, where: '--poll-interval' } : variable !== undefined && variable !== '' ? { value: variable, where: POLL_ENV } : undefined
+      const pollInterval = given === undefined ? undefined : seconds(given.value, given.where, { min: 0.01, max: 600 })
+      await loginWithDevice(session(ctx), { pollInterval })
+    }))
+    .command('logout', 'Forget the cached tokens (and revoke the refresh token at the provider)', {}, run(async (ctx) => {
+      await logout(session(ctx))
+    }))
+    // Not [version]: yargs would take that for --version.
+    .command('greeting [api-version]', 'Greet: v1 the World, v2 --name, v3 the logged-in caller', (y) => y
+      .positional('api-version', { choices: ['v1', 'v2', 'v3'] as const, default: 'v1' as const, description: 'The greeting API version' })
+      .options({ name: { type: 'string', description: 'Whom greeting v2 greets' } }), run(async (ctx, argv) => {
+      const version = argv['api-version'] as GreetingVersion
+      const name = argv.name as string | undefined
+      if (name !== undefined && version !== 'v2') throw new UsageError('--name is for greeting v2 only')
+      const greeting = await api(ctx).greeting(version, name)
+      ctx.output.result(greeting.message, greeting)
+    }))
+    .command('resource', 'Manage resources: list, get, create, rename, delete', (y) => y
+      .command('list', 'List every resource (following next), or one page with --limit/--after', (y) => y.options({
+        limit: { type: 'number', description: 'One page of at most this many (1–1000) instead of all' },
+        after: { type: 'number', description: 'With --limit: only resources with an id above this' },
+      }), run(async (ctx, argv) => {
+        const limit = integer(argv.limit, '--limit', 1, 1000)
+        const after = integer(argv.after, '--after', 0, MAX_ID)
+        if (after !== undefined && limit === undefined) throw new UsageError('--after needs --limit: without it every resource is listed')
+        const client = api(ctx)
+        if (limit === undefined) {
+          const resources = await client.listAll()
+          ctx.output.result(resources.length === 0 ? 'No resources.' : resourceRows(resources), { resources, next: null })
+          return
+        }
+        const page = await client.listPage(limit, after)
+        ctx.output.result(page.resources.length === 0 ? 'No resources.' : resourceRows(page.resources), page)
+        const last = page.resources.at(-1)
+        if (page.next !== null && last !== undefined) ctx.output.note(`More: ${CLIENT_NAME} resource list --limit ${limit} --after ${last.id}`)
+      }))
+      .command('get <id>', 'Show one resource', (y) => y.positional('id', { type: 'string', description: 'The resource id' }), run(async (ctx, argv) => {
+        const resource = await api(ctx).get(resourceId(argv.id))
+        ctx.output.result(resourceRows([resource]), resource)
+      }))
+      .command('create <name>', 'Create a resource you own', (y) => y.positional('name', { type: 'string' }), run(async (ctx, argv) => {
+        const resource = await api(ctx).create(resourceName(argv.name))
+        ctx.output.result(`Created resource ${resource.id}: ${resource.name}`, resource)
+      }))
+      .command('rename <id> <name>', 'Rename a resource you own', (y) => y
+        .positional('id', { type: 'string' }).positional('name', { type: 'string' }), run(async (ctx, argv) => {
+        const resource = await api(ctx).rename(resourceId(argv.id), resourceName(argv.name))
+        ctx.output.result(`Renamed resource ${resource.id}: ${resource.name}`, resource)
+      }))
+      .command('delete <id>', 'Delete a resource you own', (y) => y.positional('id', { type: 'string' }), run(async (ctx, argv) => {
+        const id = resourceId(argv.id)
+        await api(ctx).remove(id)
+        ctx.output.result(`Deleted resource ${id}`, { id, deleted: true })
+      }))
+      .demandCommand(1, 'name a resource command: list, get, create, rename or delete'))
+    .command('health', 'Ask the server whether it is up (/healthz/)', {}, run(async (ctx) => {
+      const health = await api(ctx).health()
+      ctx.output.result(health.status, health)
+    }))
+    .demandCommand(1, 'name a command: login, logout, greeting, resource or health')
+    .version(packageVersion)
+    .alias('h', 'help')
+    .strict()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((message: string, error: Error | null | undefined) => {
+      throw error ?? new UsageError(message)
+    })
+}
+
+/** Reports a failure as one line on stderr (the problem body too, with --json) and returns the exit code. */
+function report(error: unknown, io: Io, state: RunState): number {
+  const err = error instanceof Error ? error : new Error(String(error))
+  // yargs rethrows its own complaints (an unknown option, a missing argument) as YError.
+  const usage = err instanceof UsageError || err.name === 'YError'
+  // yargs' own messages can span lines (invalid choices); the report is one line.
+  io.stderr.write(`${CLIENT_NAME}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`)
+  if (err instanceof ApiError) {
+    for (const field of err.problem?.errors ?? []) io.stderr.write(`  ${field.in ?? ''} ${field.name ?? ''}: ${field.detail ?? ''}\n`)
+    if (state.json && err.problem !== undefined) io.stdout.write(`${JSON.stringify(err.problem)}\n`)
+  }
+  if (usage) {
+    io.stderr.write(`Run '${CLIENT_NAME} --help' for usage.\n`)
+    return EXIT_USAGE
+  }
+  if (err instanceof ClientError) return err.exitCode
+  if (state.debug) io.stderr.write(`${err.stack ?? ''}\n`)
+  else io.stderr.write(`Run again with --debug for details.\n`)
+  return EXIT_API
+}
+
+/** Runs the client; errors are one line on stderr and an exit code, never a stack trace unless --debug. */
+export async function run(args: string[], io: Io): Promise<number> {
+  const state: RunState = { debug: false, json: false }
+  try {
+    await cli(args, io, state).parseAsync()
+    return EXIT_OK
+  } catch (error) {
+    return report(error, io, state)
+  }
+}
+
+export async function main(args: string[]): Promise<void> {
+  process.exitCode = await run(args, { stdout: process.stdout, stderr: process.stderr, env: process.env })
+}
+
+const invokedDirectly = process.argv[1] !== undefined
+  && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href
+if (invokedDirectly) await main(hideBin(process.argv))
