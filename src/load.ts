@@ -1,0 +1,76 @@
+import fp from 'fastify-plugin'
+import underPressure from '@fastify/under-pressure'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { HttpProblem } from './problem.js'
+
+export interface LoadOptions {
+  /** Mean event-loop delay over a sample, in milliseconds; 0 disables. */
+  maxEventLoopDelay: number
+  /** V8 heap in use, in bytes; 0 disables. */
+  maxHeapUsedBytes: number
+  /** Resident set size, in bytes; 0 disables. */
+  maxRssBytes: number
+  /** How often the process is measured, in milliseconds. */
+  sampleInterval?: number
+  /** Seconds a refused client is told to wait (Retry-After). */
+  retryAfter?: number
+}
+
+export const DEFAULT_SAMPLE_INTERVAL = 500
+export const DEFAULT_RETRY_AFTER = 5
+
+/**
+ * The probes stay answerable under load: a liveness probe failing would have the orchestrator restart
+ * a process that is merely busy, and readiness reports load through its own `load` check.
+ */
+const PROBES = new Set(['/healthz/liveness', '/healthz/readiness'])
+
+const MIB = 1024 * 1024
+
+function describeOverload(fastify: FastifyInstance, options: LoadOptions): string | undefined {
+  const usage = fastify.memoryUsage()
+  if (options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
+    // under-pressure reports Infinity when the loop was too busy to take a single measurement.
+    const delay = Number.isFinite(usage.eventLoopDelay) ? `${Math.round(usage.eventLoopDelay)} ms` : 'unmeasurable (blocked throughout)'
+    return `event loop delay ${delay} is over ${options.maxEventLoopDelay} ms`
+  }
+  if (options.maxHeapUsedBytes > 0 && usage.heapUsed > options.maxHeapUsedBytes) {
+    return `heap used ${Math.round(usage.heapUsed / MIB)} MiB is over ${Math.round(options.maxHeapUsedBytes / MIB)} MiB`
+  }
+  if (options.maxRssBytes > 0 && usage.rssBytes > options.maxRssBytes) {
+    return `resident set ${Math.round(usage.rssBytes / MIB)} MiB is over ${Math.round(options.maxRssBytes / MIB)} MiB`
+  }
+  return undefined
+}
+
+/**
+ * Refuses requests with 503 problem details and Retry-After while the process is overloaded (event
+ * loop lagging, heap or RSS over their limits), so that it sheds work instead of timing everyone out.
+ * No healthCheck is given to under-pressure: a failing one would turn every route into 503, and the
+ * database is readiness' business.
+ */
+async function load(fastify: FastifyInstance, options: LoadOptions): Promise<void> {
+  const retryAfter = options.retryAfter ?? DEFAULT_RETRY_AFTER
+  await fastify.register(underPressure, {
+    maxEventLoopDelay: options.maxEventLoopDelay,
+    maxHeapUsedBytes: options.maxHeapUsedBytes,
+    maxRssBytes: options.maxRssBytes,
+    sampleInterval: options.sampleInterval ?? DEFAULT_SAMPLE_INTERVAL,
+    retryAfter,
+    // A rejected promise reaches the error handler, which answers problem+json; undefined lets the request on.
+    pressureHandler: async (request: FastifyRequest) => {
+      if (request.routeOptions.url !== undefined && PROBES.has(request.routeOptions.url)) return
+      const detail = describeOverload(fastify, options) ?? 'the server is overloaded'
+      request.log.warn({ detail }, 'refusing a request under load')
+      throw new HttpProblem(503, `The server is overloaded (${detail}); retry later`, {
+        headers: { 'retry-after': String(retryAfter) },
+      })
+    },
+  })
+  fastify.readiness.add('load', () => {
+    const detail = describeOverload(fastify, options)
+    if (detail !== undefined) throw new Error(detail)
+  })
+}
+
+export default fp(load, { name: 'mrmat-load', fastify: '5.x', dependencies: ['mrmat-readiness'] })

@@ -1,0 +1,90 @@
+import { connect, type Socket } from 'node:net'
+import t from 'tap'
+import { startCli } from './helpers/cli.js'
+import { httpRequest, pollUntil, type RawAnswer } from './helpers/http.js'
+
+// Graceful shutdown of the real server process: SIGTERM turns readiness to 503 at once, requests keep
+// being served through --shutdown-delay, then the listener closes (new connections are refused), the
+// requests in flight finish, and the process exits 0.
+
+const DELAY_MS = 1500
+
+type Outcome = { kind: 'answer', answer: RawAnswer } | { kind: 'error', code: string }
+
+async function attempt(url: string): Promise<Outcome> {
+  try {
+    return { kind: 'answer', answer: await httpRequest(url) }
+  } catch (error) {
+    return { kind: 'error', code: (error as NodeJS.ErrnoException).code ?? (error as Error).message }
+  }
+}
+
+/** A POST whose headers and half its body are sent: a request in flight until `finish` sends the rest. */
+async function slowUpload(url: string): Promise<{ socket: Socket, finish: () => Promise<string> }> {
+  const { hostname, port } = new URL(url)
+  const body = JSON.stringify({ name: 'sent slowly across a shutdown' })
+  const socket = connect(Number(port), hostname)
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  let received = ''
+  socket.setEncoding('utf8').on('data', (chunk: string) => { received += chunk })
+  const ended = new Promise<void>((resolve) => socket.once('close', () => { resolve() }))
+  socket.write(`POST /api/resource/v1/ HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\n`
+    + `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`)
+  return {
+    socket,
+    finish: async () => {
+      socket.write(body.slice(10))
+      await ended
+      return received
+    },
+  }
+}
+
+t.test('SIGTERM during a burst: readiness 503, accepted requests all answered, new connections refused, exit 0', async (t) => {
+  const { cli, url } = await startCli(t, [
+    '--host', '127.0.0.1', '--port', '0', '--shutdown-delay', String(DELAY_MS), '--shutdown-timeout', '10000',
+  ], { cwd: t.testdir() })
+  t.equal((await httpRequest(`${url}/healthz/readiness`)).status, 200, 'ready before')
+
+  const slow = await slowUpload(url)
+  t.teardown(() => slow.socket.destroy())
+
+  // Clients that behave like a load balancer's: they send until readiness says the server is leaving.
+  let draining = false
+  const outcomes: Outcome[] = []
+  const clients = Array.from({ length: 8 }, async () => {
+    while (!draining) outcomes.push(await attempt(`${url}/api/greeting/v1`))
+  })
+  await pollUntil(() => outcomes.length >= 40 || undefined, 20_000, 'a burst under way')
+  const burstBefore = outcomes.length
+  cli.child.kill('SIGTERM')
+
+  const notReady = await pollUntil(async () => {
+    const answer = await httpRequest(`${url}/healthz/readiness`)
+    return answer.status === 503 ? answer : undefined
+  }, DELAY_MS, 'readiness 503 during the shutdown delay', 20)
+  draining = true
+  await Promise.all(clients)
+  t.match(notReady.headers['content-type'], /^application\/problem\+json/)
+  t.match(notReady.body, { status: 503, detail: /shutdown \(the server is shutting down\)/ }, 'readiness names the shutdown')
+  t.ok(outcomes.length > burstBefore, 'requests sent after SIGTERM were still served')
+  const failed = outcomes.filter((o) => o.kind !== 'answer' || o.answer.status !== 200 || o.answer.body?.message === undefined)
+  t.same(failed, [], `all ${outcomes.length} requests of the burst got a full 200`)
+
+  const refused = await pollUntil(async () => {
+    const outcome = await attempt(`${url}/healthz/liveness`)
+    return outcome.kind === 'error' ? outcome.code : undefined
+  }, DELAY_MS + 3000, 'the listener closed', 50)
+  t.equal(refused, 'ECONNREFUSED', 'new connections are refused once the delay is over')
+  t.equal(cli.child.exitCode, null, 'still running while a request is in flight')
+
+  const answer = await slow.finish()
+  // No identity provider is configured here, so the complete answer to the POST is a 401 problem.
+  t.match(answer, /^HTTP\/1\.1 401 Unauthorized\r\n/, 'the in-flight request got its answer')
+  t.match(answer, /\r\nconnection: close\r\n/i, 'and its connection was closed after it')
+  t.match(answer, /"status":401/, 'with its whole body')
+
+  const result = await cli.waitForExit(10_000)
+  t.equal(result.code, 0, 'exit code 0')
+  t.match(result.stdout, /"msg":"stopped: the listener and the database are closed"/)
+})
