@@ -33,8 +33,10 @@ async function lifecycle(fastify: FastifyInstance): Promise<void> {
   })
   // A kept-alive connection would otherwise carry new requests to a server that is leaving; Fastify
   // does the same once close() has begun, this covers the --shutdown-delay before it.
-  fastify.addHook('onSend', async (request, reply) => {
+  // Callback style: it runs on every response, and an async hook would cost a promise each time.
+  fastify.addHook('onSend', (request, reply, payload, done) => {
     if (shuttingDown && request.raw.httpVersionMajor === 1) void reply.header('connection', 'close')
+    done(null, payload)
   })
   fastify.addHook('onClose', () => {
     shuttingDown = true
