@@ -1,15 +1,20 @@
+import { SERVER_OPTIONS } from './options.js'
+
 /**
- * The library entry (`import … from 'mrmat-ts-api-fastify'`): the whole server as `buildApp`, the
- * shared plugins that the API plugins depend on, and what it takes to configure them. The API plugins
- * themselves are subpath exports (`mrmat-ts-api-fastify/plugins/greeting/v2`, …), so that a host app
- * loads only the APIs it mounts.
+ * The library entry (`import … from 'mrmat-ts-api-fastify'`): the whole server as `buildApp`, the whole API as one
+ * plugin (`api`) for a host app, the shared plugins that the API plugins depend on, and what it takes to configure
+ * them. The API plugins themselves are subpath exports (`mrmat-ts-api-fastify/plugins/greeting/v2`, …), so that a
+ * host app loads only the APIs it mounts.
  */
-export { buildApp, DEFAULT_BODY_LIMIT, type AppOptions } from './app.js'
+export { buildApp, default as api, type AppOptions, type ApiOptions } from './app.js'
+export { createServer, type ServerSettings, type AppSettings } from './server.js'
+export const DEFAULT_BODY_LIMIT = SERVER_OPTIONS.bodyLimit.default
+export { codedError, ConfigError, type CodedError } from './lib/errors.js'
 
-export { default as problemDetails, HttpProblem, toProblem, sendProblem } from './errors.js'
-export { ProblemTypes, PROBLEM_CONTENT_TYPE, type Problem, type InvalidParam } from './problem.js'
+export { default as problemDetails, HttpProblem, toProblem, sendProblem } from './plugins/problem-details.js'
+export { ProblemTypes, PROBLEM_CONTENT_TYPE, type Problem, type InvalidParam } from './lib/problem.js'
 
-export { default as bearerAuth, BEARER_AUTH, ALGORITHMS, type AuthPluginOptions } from './auth/plugin.js'
+export { default as bearerAuth, BEARER_AUTH, ALGORITHMS, type AuthPluginOptions } from './plugins/auth/plugin.js'
 export {
   resolveAuthSettings,
   readClientSecrets,
@@ -17,11 +22,11 @@ export {
   DEFAULT_CLOCK_TOLERANCE,
   type AuthSettings,
   type ClientSecrets,
-} from './auth/settings.js'
-export { identityOf, type Identity } from './auth/identity.js'
-export { ProviderUnavailableError, type ProviderTimings } from './auth/provider.js'
+} from './plugins/auth/settings.js'
+export { identityOf, type Identity } from './plugins/auth/identity.js'
+export { ProviderUnavailableError, type ProviderTimings } from './plugins/auth/identity-provider.js'
 
-export { default as databasePlugin, type DatabasePluginOptions } from './db/plugin.js'
+export { default as databasePlugin, type DatabasePluginOptions } from './plugins/database/plugin.js'
 export {
   openDatabase,
   parseDatabaseUrl,
@@ -33,8 +38,8 @@ export {
   type DatabaseLocation,
   type SqliteDatabase,
   type PostgresDatabase,
-} from './db/index.js'
+} from './plugins/database/index.js'
 
-export { default as readiness, type Readiness, type ReadinessCheck, type ReadinessOptions, type CheckResult } from './readiness.js'
-export { default as openapi, type OpenApiOptions } from './openapi.js'
-export { packageVersion } from './paths.js'
+export { default as readiness, type Readiness, type ReadinessCheck, type ReadinessOptions, type CheckResult } from './plugins/readiness.js'
+export { default as openapi, type OpenApiOptions } from './plugins/openapi.js'
+export { packageVersion } from './lib/package-info.js'

@@ -1,15 +1,15 @@
 import fp from 'fastify-plugin'
+import { documentTag } from '#src/lib/openapi-tags.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { HttpProblem, ProblemTypes, problemResponses } from '../../src/problem.js'
+import { HttpProblem, ProblemTypes, problemResponses } from '#src/lib/problem.js'
 import { HealthSchema, ReadinessSchema } from './schemas.js'
-
-const tags = ['healthz']
 
 /**
  * Health probes for orchestrators: liveness says the process answers, readiness that it can serve
  * (every check registered with `fastify.readiness` passes).
  */
 const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
+  const tags = [documentTag(fastify, { name: 'healthz', description: 'Health probes' })]
   fastify.get('/', {
     schema: { summary: 'Overall health', tags, response: { 200: HealthSchema, ...problemResponses() } },
   }, async () => ({ status: 'OK' as const }))

@@ -3,19 +3,17 @@ import { realpathSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { packageVersion } from '../paths.js'
+import { packageVersion } from '../lib/package-info.js'
 import { Api, type GreetingVersion, type Resource } from './api.js'
-import {
-  CLIENT_NAME, DEFAULT_READ_SCOPE, DEFAULT_TIMEOUT_SECONDS, DEFAULT_WRITE_SCOPE, requireSettings, resolveSettings, seconds,
-  type ClientSettings,
-} from './config.js'
-import { ApiError, ClientError, EXIT_API, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js'
+import { MAX_PAGE_SIZE, MAX_RESOURCE_ID } from '#plugins/resource/v1/contract.js'
+import { EXIT_USAGE, exitCodeOf } from '../lib/errors.js'
+import { CLIENT_NAME, clientYargsOptions, CONFIG_ENV, requireSettings, resolveSettings, seconds, type ClientSettings } from './config.js'
+import { ApiError, EXIT_API, EXIT_OK, UsageError } from './errors.js'
 import type { HttpOptions } from './http.js'
 import { Output, table, type Io } from './output.js'
 import { accessToken, loginWithClientCredentials, loginWithDevice, logout, type Session } from './session.js'
 
 const POLL_ENV = 'MRMAT_CLIENT_POLL_INTERVAL'
-const MAX_ID = 2147483647
 
 /** What the error report needs to know of the settings, once they are resolved. */
 interface RunState {
@@ -35,7 +33,7 @@ function context(argv: Record<string, unknown>, io: Io, state: RunState): Contex
   state.debug = settings.debug
   state.json = settings.json
   const output = new Output(io, settings)
-  return { settings, output, io, http: { timeoutMs: settings.timeoutMs, debug: (line) => { output.debug(line) } } }
+  return { settings, output, io, http: { timeoutMs: settings.timeout * 1000, debug: (line) => { output.debug(line) } } }
 }
 
 function session(ctx: Context): Session {
@@ -52,7 +50,7 @@ function api(ctx: Context): Api {
 function resourceId(value: unknown): number {
   const text = String(value)
   const id = /^\d+$/.test(text) ? Number(text) : NaN
-  if (!(id >= 1 && id <= MAX_ID)) throw new UsageError(`a resource id is a whole number from 1 to ${MAX_ID}, not ${JSON.stringify(text)}`)
+  if (!(id >= 1 && id <= MAX_RESOURCE_ID)) throw new UsageError(`a resource id is a whole number from 1 to ${MAX_RESOURCE_ID}, not ${JSON.stringify(text)}`)
   return id
 }
 
@@ -90,19 +88,10 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
     .options({
       config: {
         type: 'string',
-        description: 'JSON config file (also MRMAT_CLIENT_CONFIG)',
+        description: `JSON config file (also ${CONFIG_ENV})`,
         defaultDescription: '$XDG_CONFIG_HOME/mrmat-ts-api-fastify/client.json, XDG_CONFIG_HOME defaulting to ~/.config',
       },
-      server: { type: 'string', description: 'The API\'s base URL, e.g. http://localhost:8080' },
-      'discovery-url': { type: 'string', description: 'The identity provider\'s discovery document URL (or its issuer URL)' },
-      'client-id': { type: 'string', description: 'This client\'s id at the identity provider' },
-      'client-secret': { type: 'string', description: 'This client\'s secret; public clients have none' },
-      'read-scope': { type: 'string', description: 'The API\'s read scope', defaultDescription: DEFAULT_READ_SCOPE },
-      'write-scope': { type: 'string', description: 'The API\'s write scope', defaultDescription: DEFAULT_WRITE_SCOPE },
-      timeout: { type: 'number', description: 'Seconds each HTTP request may take', defaultDescription: String(DEFAULT_TIMEOUT_SECONDS) },
-      quiet: { alias: 'q', type: 'boolean', description: 'Only results and errors: no progress or notes' },
-      debug: { alias: 'd', type: 'boolean', description: 'A line per HTTP exchange, and stack traces of unexpected errors' },
-      json: { type: 'boolean', description: 'Results as JSON on stdout (one line each)' },
+      ...clientYargsOptions(),
     })
     .command('login', 'Log in: the device flow in a browser, or --client-credentials for automation', (y) => y.options({
       'client-credentials': { type: 'boolean', default: false, description: 'Log in as the client itself (needs the client secret)' },
@@ -138,11 +127,11 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
     }))
     .command('resource', 'Manage resources: list, get, create, rename, delete', (y) => y
       .command('list', 'List every resource (following next), or one page with --limit/--after', (y) => y.options({
-        limit: { type: 'number', description: 'One page of at most this many (1–1000) instead of all' },
+        limit: { type: 'number', description: `One page of at most this many (1–${MAX_PAGE_SIZE}) instead of all` },
         after: { type: 'number', description: 'With --limit: only resources with an id above this' },
       }), run(async (ctx, argv) => {
-        const limit = integer(argv.limit, '--limit', 1, 1000)
-        const after = integer(argv.after, '--after', 0, MAX_ID)
+        const limit = integer(argv.limit, '--limit', 1, MAX_PAGE_SIZE)
+        const after = integer(argv.after, '--after', 0, MAX_RESOURCE_ID)
         if (after !== undefined && limit === undefined) throw new UsageError('--after needs --limit: without it every resource is listed')
         const client = api(ctx)
         if (limit === undefined) {
@@ -192,18 +181,15 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
 function report(error: unknown, io: Io, state: RunState): number {
   const err = error instanceof Error ? error : new Error(String(error))
   // yargs rethrows its own complaints (an unknown option, a missing argument) as YError.
-  const usage = err instanceof UsageError || err.name === 'YError'
+  const code = exitCodeOf(err) ?? (err.name === 'YError' ? EXIT_USAGE : undefined)
   // yargs' own messages can span lines (invalid choices); the report is one line.
   io.stderr.write(`${CLIENT_NAME}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`)
   if (err instanceof ApiError) {
     for (const field of err.problem?.errors ?? []) io.stderr.write(`  ${field.in ?? ''} ${field.name ?? ''}: ${field.detail ?? ''}\n`)
     if (state.json && err.problem !== undefined) io.stdout.write(`${JSON.stringify(err.problem)}\n`)
   }
-  if (usage) {
-    io.stderr.write(`Run '${CLIENT_NAME} --help' for usage.\n`)
-    return EXIT_USAGE
-  }
-  if (err instanceof ClientError) return err.exitCode
+  if (code === EXIT_USAGE) io.stderr.write(`Run '${CLIENT_NAME} --help' for usage.\n`)
+  if (code !== undefined) return code
   if (state.debug) io.stderr.write(`${err.stack ?? ''}\n`)
   else io.stderr.write(`Run again with --debug for details.\n`)
   return EXIT_API

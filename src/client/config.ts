@@ -1,62 +1,127 @@
-import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
+import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from '#plugins/resource/v1/contract.js'
+import { readConfigFile } from '../lib/config-file.js'
 import { UsageError } from './errors.js'
 
+export { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE }
 export const CLIENT_NAME = 'mrmat-ts-api-fastify-client'
 /** The folder under XDG_CONFIG_HOME and XDG_CACHE_HOME: the package's, which the server and the client share. */
 export const APP_FOLDER = 'mrmat-ts-api-fastify'
-export const DEFAULT_READ_SCOPE = 'mrmat-ts-api-fastify-resource-read'
-export const DEFAULT_WRITE_SCOPE = 'mrmat-ts-api-fastify-resource-write'
 export const DEFAULT_TIMEOUT_SECONDS = 30
 const DISCOVERY_PATH = '.well-known/openid-configuration'
 
-/** The client's configuration once flags, MRMAT_CLIENT_* variables and the config file are merged and checked. */
-export interface ClientSettings {
-  /** The config file consulted (it may not exist unless named by --config or MRMAT_CLIENT_CONFIG). */
-  configFile: string
-  clientId: string | undefined
-  clientSecret: string | undefined
-  /** The provider's discovery document. */
-  discoveryUrl: URL | undefined
-  /** The API's base URL, its path ending in '/' so that API paths resolve below it. */
-  server: URL | undefined
-  readScope: string
-  writeScope: string
-  /** Bound on every HTTP request, body included. */
-  timeoutMs: number
-  quiet: boolean
-  debug: boolean
-  json: boolean
+/** How a setting's text is checked and what it becomes. */
+interface KindValues {
+  string: string
+  serverUrl: URL
+  discoveryUrl: URL
+  scope: string
+  seconds: number
+  boolean: boolean
 }
-
-type Kind = 'string' | 'url' | 'scope' | 'seconds' | 'boolean'
+type Kind = keyof KindValues
 
 interface Setting {
-  flag: string
-  env: string
-  /** The key in the config file (the seed's snake_case names); none for the output switches. */
-  file?: string
   kind: Kind
+  group: string
+  description: string
+  /** Left out, the setting is undefined unless given. */
+  default?: unknown
+  defaultDescription?: string
+  alias?: string
+  /** The variable, when not MRMAT_CLIENT_ + the name in capitals. */
+  env?: string
+  /** The config-file key, when not the name in snake_case; false: the file cannot set it. */
+  file?: string | false
 }
 
-const SETTINGS = {
-  clientId: { flag: 'client-id', env: 'MRMAT_CLIENT_ID', file: 'client_id', kind: 'string' },
-  clientSecret: { flag: 'client-secret', env: 'MRMAT_CLIENT_SECRET', file: 'client_secret', kind: 'string' },
-  discoveryUrl: { flag: 'discovery-url', env: 'MRMAT_CLIENT_DISCOVERY_URL', file: 'discovery_url', kind: 'url' },
-  server: { flag: 'server', env: 'MRMAT_CLIENT_SERVER', file: 'server', kind: 'url' },
-  readScope: { flag: 'read-scope', env: 'MRMAT_CLIENT_READ_SCOPE', file: 'read_scope', kind: 'scope' },
-  writeScope: { flag: 'write-scope', env: 'MRMAT_CLIENT_WRITE_SCOPE', file: 'write_scope', kind: 'scope' },
-  timeout: { flag: 'timeout', env: 'MRMAT_CLIENT_TIMEOUT', file: 'timeout', kind: 'seconds' },
-  quiet: { flag: 'quiet', env: 'MRMAT_CLIENT_QUIET', kind: 'boolean' },
-  debug: { flag: 'debug', env: 'MRMAT_CLIENT_DEBUG', kind: 'boolean' },
-  json: { flag: 'json', env: 'MRMAT_CLIENT_JSON', kind: 'boolean' },
+const GROUPS = { server: 'Server', provider: 'Identity provider', output: 'Output' } as const
+
+/**
+ * Every setting of the client, once: its flag (the kebab-case of the name), MRMAT_CLIENT_* variable, config-file key
+ * (the seed's snake_case), --help entry, check and type all come from here. No schema library: the client is a
+ * command people run many times, and it would cost every run hundreds of module loads.
+ */
+const CLIENT_OPTIONS = {
+  server: { kind: 'serverUrl', group: GROUPS.server, description: 'The API\'s base URL, e.g. http://localhost:8080' },
+  timeout: {
+    kind: 'seconds',
+    group: GROUPS.server,
+    default: DEFAULT_TIMEOUT_SECONDS,
+    description: 'Seconds each HTTP request may take',
+  },
+  discoveryUrl: {
+    kind: 'discoveryUrl',
+    group: GROUPS.provider,
+    description: 'The identity provider\'s discovery document URL (or its issuer URL)',
+  },
+  clientId: { kind: 'string', group: GROUPS.provider, env: 'MRMAT_CLIENT_ID', description: 'This client\'s id at the identity provider' },
+  clientSecret: {
+    kind: 'string',
+    group: GROUPS.provider,
+    env: 'MRMAT_CLIENT_SECRET',
+    description: 'This client\'s secret; public clients have none',
+  },
+  readScope: { kind: 'scope', group: GROUPS.provider, default: DEFAULT_READ_SCOPE, description: 'The API\'s read scope' },
+  writeScope: { kind: 'scope', group: GROUPS.provider, default: DEFAULT_WRITE_SCOPE, description: 'The API\'s write scope' },
+  quiet: {
+    kind: 'boolean',
+    group: GROUPS.output,
+    alias: 'q',
+    default: false,
+    file: false,
+    description: 'Only results and errors: no progress or notes',
+  },
+  debug: {
+    kind: 'boolean',
+    group: GROUPS.output,
+    alias: 'd',
+    default: false,
+    file: false,
+    description: 'A line per HTTP exchange, and stack traces of unexpected errors',
+  },
+  json: { kind: 'boolean', group: GROUPS.output, default: false, file: false, description: 'Results as JSON on stdout (one line each)' },
 } as const satisfies Record<string, Setting>
 
-type SettingName = keyof typeof SETTINGS
+type SettingName = keyof typeof CLIENT_OPTIONS
+type SettingValue<S extends Setting> = S extends { default: unknown } ? KindValues[S['kind']] : KindValues[S['kind']] | undefined
+
+/** The client's configuration once flags, MRMAT_CLIENT_* variables and the config file are merged and checked. */
+export type ClientSettings = { -readonly [K in SettingName]: SettingValue<(typeof CLIENT_OPTIONS)[K]> } & {
+  /** The config file consulted (it may not exist unless named by --config or MRMAT_CLIENT_CONFIG). */
+  configFile: string
+}
+
+const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+const snake = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+
+function naming(name: string, setting: Setting): { flag: string, env: string, file: string | undefined } {
+  return {
+    flag: kebab(name),
+    env: setting.env ?? `MRMAT_CLIENT_${snake(name).toUpperCase()}`,
+    file: setting.file === false ? undefined : setting.file ?? snake(name),
+  }
+}
+
+const SETTINGS: [SettingName, Setting][] = Object.entries(CLIENT_OPTIONS) as [SettingName, Setting][]
+
+/** The settings as yargs options; defaults are shown, not applied, so that a flag not given lets a variable through. */
+export function clientYargsOptions(): Record<string, { type: 'string' | 'number' | 'boolean', description: string, group: string, alias?: string, defaultDescription?: string }> {
+  return Object.fromEntries(SETTINGS.map(([name, setting]) => {
+    const shown = setting.defaultDescription ?? (setting.default === undefined || setting.default === false ? undefined : String(setting.default))
+    return [naming(name, setting).flag, {
+      type: setting.kind === 'boolean' ? 'boolean' : setting.kind === 'seconds' ? 'number' : 'string',
+      description: setting.description,
+      group: `${setting.group}:`,
+      ...(setting.alias === undefined ? {} : { alias: setting.alias }),
+      ...(shown === undefined ? {} : { defaultDescription: shown }),
+    }]
+  }))
+}
 
 export const CONFIG_ENV = 'MRMAT_CLIENT_CONFIG'
-const FILE_KEYS: string[] = Object.values(SETTINGS as Record<string, Setting>).flatMap((setting) => setting.file ?? [])
+const FILE_KEYS: string[] = SETTINGS.flatMap(([name, setting]) => naming(name, setting).file ?? [])
 
 /** An XDG base directory: the variable when it is an absolute path (the spec says to ignore relative ones), else ~/<fallback>. */
 export function xdgDir(env: NodeJS.ProcessEnv, variable: 'XDG_CONFIG_HOME' | 'XDG_CACHE_HOME', fallback: string): string {
@@ -67,39 +132,6 @@ export function xdgDir(env: NodeJS.ProcessEnv, variable: 'XDG_CONFIG_HOME' | 'XD
 
 export function defaultConfigFile(env: NodeJS.ProcessEnv): string {
   return join(xdgDir(env, 'XDG_CONFIG_HOME', '.config'), APP_FOLDER, 'client.json')
-}
-
-function readConfigFile(path: string, explicit: boolean): Record<string, unknown> | undefined {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    // The default file is optional: flags and variables can carry everything.
-    if (!explicit && code === 'ENOENT') return undefined
-    throw new UsageError(`cannot read the config file ${path}: ${code ?? (error as Error).message}`)
-  }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch (error) {
-    throw new UsageError(`the config file ${path} is not valid JSON: ${(error as Error).message}`)
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError(`the config file ${path} must hold a JSON object`)
-  }
-  const unknown = Object.keys(parsed).find((key) => !FILE_KEYS.includes(key))
-  if (unknown !== undefined) {
-    throw new UsageError(`the config file ${path} has an unknown key "${unknown}" (known: ${FILE_KEYS.join(', ')})`)
-  }
-  return parsed as Record<string, unknown>
-}
-
-/** Where a value came from, for error messages that let the user find and fix it. */
-function origin(setting: Setting, from: 'flag' | 'env' | 'file', file: string): string {
-  if (from === 'flag') return `--${setting.flag}`
-  if (from === 'env') return setting.env
-  return `"${setting.file ?? ''}" in ${file}`
 }
 
 function httpUrl(value: string, where: string): URL {
@@ -152,70 +184,53 @@ export function seconds(value: unknown, where: string, options: { min: number, m
   return number
 }
 
+/** A setting's value, checked, as its kind makes it; `where` names its source in the message when it is wrong. */
+function check(kind: Kind, value: unknown, where: string): KindValues[Kind] | undefined {
+  if (kind === 'boolean') {
+    if (typeof value === 'string') return envBoolean(value, where)
+    if (typeof value !== 'boolean') throw new UsageError(`${where} must be true or false`)
+    return value
+  }
+  if (kind === 'seconds') return seconds(value, where, { min: 1, max: 600 })
+  if (typeof value !== 'string') throw new UsageError(`${where} must be a string`)
+  if (value === '') return undefined
+  if (kind === 'serverUrl') return serverUrl(value, where)
+  if (kind === 'discoveryUrl') return discoveryUrl(value, where)
+  if (kind === 'scope' && !SCOPE_TOKEN.test(value)) {
+    throw new UsageError(`${where} must be one scope without spaces or quotes: ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
 /**
  * Merges and checks the settings once, before anything is sent: a flag beats a MRMAT_CLIENT_* variable, a variable
- * beats the config file. `flags` holds what yargs parsed, undefined where a flag was not given.
+ * beats the config file, the file beats the default. `flags` holds what yargs parsed, undefined where a flag was not
+ * given.
  */
 export function resolveSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): ClientSettings {
   const explicitFile = typeof flags.config === 'string' ? flags.config : env[CONFIG_ENV] !== '' ? env[CONFIG_ENV] : undefined
   const configFile = explicitFile ?? defaultConfigFile(env)
-  const file = readConfigFile(configFile, explicitFile !== undefined)
-
-  function pick(name: SettingName): { value: unknown, where: string } | undefined {
-    const setting: Setting = SETTINGS[name]
-    const flag = flags[setting.flag]
-    if (flag !== undefined) return { value: flag, where: origin(setting, 'flag', configFile) }
-    const variable = env[setting.env]
-    if (variable !== undefined && variable !== '') {
-      return { value: setting.kind === 'boolean' ? envBoolean(variable, setting.env) : variable, where: origin(setting, 'env', configFile) }
-    }
-    const fromFile = setting.file === undefined ? undefined : file?.[setting.file]
-    if (fromFile !== undefined) return { value: fromFile, where: origin(setting, 'file', configFile) }
-    return undefined
+  // The default file is optional: flags and variables can carry everything.
+  const file = readConfigFile(configFile, FILE_KEYS, explicitFile === undefined)
+  const settings: Record<string, unknown> = { configFile }
+  for (const [name, setting] of SETTINGS) {
+    const { flag, env: variable, file: key } = naming(name, setting)
+    let value: unknown
+    if (flags[name] !== undefined) value = check(setting.kind, flags[name], `--${flag}`)
+    else if (env[variable] !== undefined && env[variable] !== '') value = check(setting.kind, env[variable], variable)
+    else if (key !== undefined && file?.[key] !== undefined) value = check(setting.kind, file[key], `"${key}" in ${configFile}`)
+    settings[name] = value ?? setting.default
   }
-
-  function text(name: SettingName): { value: string, where: string } | undefined {
-    const picked = pick(name)
-    if (picked === undefined) return undefined
-    if (typeof picked.value !== 'string') throw new UsageError(`${picked.where} must be a string`)
-    if (picked.value === '') return undefined
-    return { value: picked.value, where: picked.where }
-  }
-
-  function scope(name: 'readScope' | 'writeScope', fallback: string): string {
-    const picked = text(name)
-    if (picked === undefined) return fallback
-    if (!SCOPE_TOKEN.test(picked.value)) throw new UsageError(`${picked.where} must be one scope without spaces or quotes: ${JSON.stringify(picked.value)}`)
-    return picked.value
-  }
-
-  const flag = (name: 'quiet' | 'debug' | 'json'): boolean => pick(name)?.value === true
-  const server = text('server')
-  const discovery = text('discoveryUrl')
-  const timeout = pick('timeout')
-  const quiet = flag('quiet')
-  const debug = flag('debug')
-  if (quiet && debug) throw new UsageError('--quiet and --debug contradict each other: pick one')
-  return {
-    configFile,
-    clientId: text('clientId')?.value,
-    clientSecret: text('clientSecret')?.value,
-    discoveryUrl: discovery === undefined ? undefined : discoveryUrl(discovery.value, discovery.where),
-    server: server === undefined ? undefined : serverUrl(server.value, server.where),
-    readScope: scope('readScope', DEFAULT_READ_SCOPE),
-    writeScope: scope('writeScope', DEFAULT_WRITE_SCOPE),
-    timeoutMs: timeout === undefined ? DEFAULT_TIMEOUT_SECONDS * 1000 : seconds(timeout.value, timeout.where, { min: 1, max: 600 }) * 1000,
-    quiet,
-    debug,
-    json: flag('json'),
-  }
+  const resolved = settings as ClientSettings
+  if (resolved.quiet && resolved.debug) throw new UsageError('--quiet and --debug contradict each other: pick one')
+  return resolved
 }
 
-const HOW_TO_SET: Record<'server' | 'clientId' | 'discoveryUrl' | 'clientSecret', { what: string, setting: Setting }> = {
-  server: { what: 'no server is configured', setting: SETTINGS.server },
-  clientId: { what: 'no client id is configured', setting: SETTINGS.clientId },
-  discoveryUrl: { what: 'no discovery URL is configured', setting: SETTINGS.discoveryUrl },
-  clientSecret: { what: 'login --client-credentials needs a client secret', setting: SETTINGS.clientSecret },
+const HOW_TO_SET: Record<'server' | 'clientId' | 'discoveryUrl' | 'clientSecret', string> = {
+  server: 'no server is configured',
+  clientId: 'no client id is configured',
+  discoveryUrl: 'no discovery URL is configured',
+  clientSecret: 'login --client-credentials needs a client secret',
 }
 
 /** What a command needs, present; otherwise one line saying how to set the first missing one. */
@@ -225,8 +240,8 @@ export function requireSettings<K extends keyof typeof HOW_TO_SET>(
 ): ClientSettings & { [P in K]: NonNullable<ClientSettings[P]> } {
   for (const name of names) {
     if (settings[name] === undefined) {
-      const { what, setting } = HOW_TO_SET[name]
-      throw new UsageError(`${what}: set --${setting.flag}, ${setting.env} or "${setting.file ?? ''}" in ${settings.configFile}`)
+      const { flag, env, file } = naming(name, CLIENT_OPTIONS[name])
+      throw new UsageError(`${HOW_TO_SET[name]}: set --${flag}, ${env} or "${file ?? ''}" in ${settings.configFile}`)
     }
   }
   return settings as ClientSettings & { [P in K]: NonNullable<ClientSettings[P]> }

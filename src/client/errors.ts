@@ -1,7 +1,10 @@
+import { EXIT_RUNTIME, EXIT_USAGE } from '../lib/errors.js'
+import type { Problem } from '../lib/problem.js'
+
 /** Exit codes of the client CLI: the README's table. */
 export const EXIT_OK = 0
-export const EXIT_API = 1
-export const EXIT_USAGE = 2
+export const EXIT_API = EXIT_RUNTIME
+export { EXIT_USAGE }
 export const EXIT_AUTH = 3
 
 /** A failure the CLI reports as one line and an exit code; its message is written for the user. */
@@ -28,19 +31,9 @@ export class AuthError extends ClientError {
 /** The server or the identity provider could not be reached, or answered nonsense: exit 1 (3 when it stops a sign-in). */
 export class NetworkError extends ClientError {}
 
-export interface Problem {
-  type?: string
-  title?: string
-  status?: number
-  detail?: string
-  instance?: string
-  requestId?: string
-  errors?: { in?: string, name?: string, detail?: string }[]
-}
-
 /** The API answered with an error; its RFC 9457 problem body, when it sent one, is shown to the user. */
 export class ApiError extends ClientError {
-  constructor(message: string, readonly status: number, readonly problem: Problem | undefined) {
+  constructor(message: string, readonly status: number, readonly problem: Partial<Problem> | undefined) {
     super(message, EXIT_API)
   }
 }

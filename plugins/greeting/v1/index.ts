@@ -1,14 +1,16 @@
 import fp from 'fastify-plugin'
+import { documentTag } from '#src/lib/openapi-tags.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { problemResponses } from '../../../src/problem.js'
+import { problemResponses } from '#src/lib/problem.js'
 import { GreetingSchema } from './schemas.js'
 
 /** Greeting v1: the world, greeted. */
 const greetingV1: FastifyPluginAsyncTypebox = async (fastify) => {
+  const tags = [documentTag(fastify, { name: 'greeting v1', description: 'Greeting API, version 1: Hello World' })]
   fastify.get('/', {
     schema: {
       summary: 'Greet the world',
-      tags: ['greeting v1'],
+      tags,
       response: { 200: GreetingSchema, ...problemResponses() },
     },
   }, async () => ({ message: 'Hello World' }))

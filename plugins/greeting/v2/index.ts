@@ -1,14 +1,16 @@
 import fp from 'fastify-plugin'
+import { documentTag } from '#src/lib/openapi-tags.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { problemResponses } from '../../../src/problem.js'
+import { problemResponses } from '#src/lib/problem.js'
 import { GreetingQuerySchema, GreetingSchema } from './schemas.js'
 
 /** Greeting v2: greets whoever `?name=` names. */
 const greetingV2: FastifyPluginAsyncTypebox = async (fastify) => {
+  const tags = [documentTag(fastify, { name: 'greeting v2', description: 'Greeting API, version 2: greets by name' })]
   fastify.get('/', {
     schema: {
       summary: 'Greet someone by name',
-      tags: ['greeting v2'],
+      tags,
       querystring: GreetingQuerySchema,
       response: { 200: GreetingSchema, ...problemResponses(400) },
     },

@@ -1,9 +1,13 @@
 import fp from 'fastify-plugin'
+import { documentTag } from '#src/lib/openapi-tags.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { identityOf } from '../../../src/auth/identity.js'
-import { HttpProblem, problemResponses } from '../../../src/problem.js'
-import { absoluteUrl } from '../../../src/urls.js'
-import { NameTakenError, resourceRepository, type Caller } from './repository.js'
+import { identityOf } from '#src/plugins/auth/identity.js'
+import { HttpProblem, problemResponses } from '#src/lib/problem.js'
+import { absoluteUrl } from '#src/lib/urls.js'
+import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
+import type { Caller, ResourceRepository } from './repository.js'
+import { postgresResources } from './repository-postgres.js'
+import { sqliteResources } from './repository-sqlite.js'
 import {
   ResourceIdParamsSchema,
   ResourceListQuerySchema,
@@ -19,19 +23,18 @@ export interface ResourceV1Options {
   writeScope?: string
 }
 
-export const DEFAULT_READ_SCOPE = 'mrmat-ts-api-fastify-resource-read'
-export const DEFAULT_WRITE_SCOPE = 'mrmat-ts-api-fastify-resource-write'
-
-const tags = ['resource v1']
+export { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
 
 /**
  * Resource v1: named resources that anyone with the read scope can see and only their owner, with
  * the write scope, can rename or delete. Needs the mrmat-auth and mrmat-database plugins.
  */
 const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify, options) => {
+  const tags = [documentTag(fastify, { name: 'resource v1', description: 'Resource API, version 1: resources everyone may read and only their owner may change' })]
   const read = [{ bearerAuth: [options.readScope ?? DEFAULT_READ_SCOPE] }]
   const write = [{ bearerAuth: [options.writeScope ?? DEFAULT_WRITE_SCOPE] }]
-  const repository = resourceRepository(fastify.database)
+  const { database } = fastify
+  const repository: ResourceRepository = database.dialect === 'sqlite' ? sqliteResources(database) : postgresResources(database)
   const base = fastify.prefix
 
   function caller(request: Parameters<typeof identityOf>[0]): Caller {
@@ -45,15 +48,6 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
 
   function refused(outcome: 'not-found' | 'forbidden', id: number): HttpProblem {
     return outcome === 'not-found' ? notFound(id) : new HttpProblem(403, `Resource ${id} belongs to someone else`)
-  }
-
-  async function named<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work()
-    } catch (error) {
-      if (error instanceof NameTakenError) throw new HttpProblem(409, error.message)
-      throw error
-    }
   }
 
   fastify.get('/', {
@@ -101,7 +95,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
       response: { 201: ResourceSchema, ...problemResponses(400, 401, 403, 409, 413, 415, 503) },
     },
   }, async (request, reply) => {
-    const created = await named(() => repository.create(caller(request), request.body.name.trim()))
+    const created = await repository.create(caller(request), request.body.name.trim())
     return reply.code(201).header('location', absoluteUrl(request, `${base}/${created.id}`)).send(created)
   })
 
@@ -116,7 +110,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
     },
   }, async (request) => {
     const { id } = request.params
-    const outcome = await named(() => repository.rename(caller(request), id, request.body.name.trim()))
+    const outcome = await repository.rename(caller(request), id, request.body.name.trim())
     if (typeof outcome === 'string') throw refused(outcome, id)
     return outcome
   })

@@ -1,7 +1,7 @@
 import { asc, eq, gt, sql } from 'drizzle-orm'
-import type { PostgresDatabase } from '../../../src/db/database.js'
-import { owners, resources } from '../../../src/db/schema/postgres.js'
-import { isUniqueViolation, NameTakenError, type Caller, type ResourceRepository } from './repository.js'
+import type { PostgresDatabase } from '#src/plugins/database/database.js'
+import { owners, resources } from '#src/plugins/database/schema/postgres.js'
+import { nameClash, type Caller, type ResourceRepository } from './repository.js'
 import type { Resource } from './schemas.js'
 
 interface WrittenRow {
@@ -78,8 +78,7 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
     try {
       return (await pool.query<WrittenRow>({ ...statement, values })).rows[0]
     } catch (error) {
-      if (isUniqueViolation(error)) throw new NameTakenError()
-      throw error
+      throw nameClash(error)
     }
   }
 

@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm'
-import type { SqliteDatabase } from '../../../src/db/database.js'
-import { owners, resources } from '../../../src/db/schema/sqlite.js'
-import { isUniqueViolation, NameTakenError, type ResourceRepository } from './repository.js'
+import type { SqliteDatabase } from '#src/plugins/database/database.js'
+import { owners, resources } from '#src/plugins/database/schema/sqlite.js'
+import { nameClash, type ResourceRepository } from './repository.js'
 import type { Resource } from './schemas.js'
 
 /** better-sqlite3 is synchronous: every statement is prepared once here and each write is one transaction. */
@@ -48,8 +48,7 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     try {
       return orm.transaction(write, { behavior: 'immediate' })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new NameTakenError()
-      throw error
+      throw nameClash(error)
     }
   }
 

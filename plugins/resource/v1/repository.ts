@@ -1,6 +1,4 @@
-import type { Database } from '../../../src/db/database.js'
-import { postgresResources } from './repository-postgres.js'
-import { sqliteResources } from './repository-sqlite.js'
+import { codedError } from '#src/lib/errors.js'
 import type { Resource } from './schemas.js'
 
 /** Who writes: the owner row is created from it on first use, and its name kept current. */
@@ -9,18 +7,14 @@ export interface Caller {
   name: string
 }
 
-/** The caller already owns a resource of that name (the database's unique constraint said so). */
-export class NameTakenError extends Error {
-  constructor() {
-    super('You already own a resource with this name')
-  }
-}
+/** The caller already owns a resource of that name (the database's unique constraint said so): 409. */
+export const NameTakenError = codedError('MRMAT_RESOURCE_NAME_TAKEN', { statusCode: 409 })
 
 export type Refusal = 'not-found' | 'forbidden'
 
 /**
- * Resources and their owners. Reads are one query with the owner joined; each write is atomic, and
- * name clashes are left to the unique constraint so that concurrent requests cannot both win.
+ * Resources and their owners. Reads are one query with the owner joined; each write is atomic, and name clashes are
+ * left to the unique constraint so that concurrent requests cannot both win.
  */
 export interface ResourceRepository {
   /** Up to `limit` resources with an id above `after`, by id. */
@@ -31,15 +25,12 @@ export interface ResourceRepository {
   remove(caller: Caller, id: number): Promise<'deleted' | Refusal>
 }
 
-export function resourceRepository(database: Database): ResourceRepository {
-  return database.dialect === 'sqlite' ? sqliteResources(database) : postgresResources(database)
-}
-
-/** Unique violations as each driver reports them, possibly wrapped by drizzle. */
-export function isUniqueViolation(error: unknown): boolean {
+/** The error a write throws when the unique constraint refuses it: NameTakenError for a duplicate, else as it is. */
+export function nameClash(error: unknown): unknown {
   for (let e: unknown = error; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
     const code = (e as { code?: unknown }).code
-    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505') return true
+    // As each driver reports a unique violation, possibly wrapped by drizzle.
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505') return new NameTakenError('You already own a resource with this name')
   }
-  return false
+  return error
 }

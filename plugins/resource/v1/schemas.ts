@@ -1,26 +1,24 @@
 import { Type, type Static } from '@sinclair/typebox'
-
-/** PostgreSQL's integer: ids beyond it are a client mistake (400), not a database error. */
-const MAX_ID = 2147483647
+import { DEFAULT_PAGE_SIZE, MAX_NAME_LENGTH, MAX_PAGE_SIZE, MAX_RESOURCE_ID } from './contract.js'
 
 // At least one visible character and no control characters (C0, DEL, C1: Unicode's Cc), spelled as
 // ranges so that clients without Unicode property escapes (Swagger UI) read it alike.
 const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$'
 
 export const ResourceIdParamsSchema = Type.Object({
-  id: Type.Integer({ minimum: 1, maximum: MAX_ID, description: 'The resource id' }),
+  id: Type.Integer({ minimum: 1, maximum: MAX_RESOURCE_ID, description: 'The resource id' }),
 })
 
 export const ResourceListQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Most resources in one page' }),
-  after: Type.Integer({ minimum: 0, maximum: MAX_ID, default: 0, description: 'Only resources with an id above this (the cursor)' }),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE, description: 'Most resources in one page' }),
+  after: Type.Integer({ minimum: 0, maximum: MAX_RESOURCE_ID, default: 0, description: 'Only resources with an id above this (the cursor)' }),
 })
 
 export const ResourceNameSchema = Type.Object(
   {
     name: Type.String({
       minLength: 1,
-      maxLength: 255,
+      maxLength: MAX_NAME_LENGTH,
       pattern: NAME_PATTERN,
       description: '1 to 255 characters, no control characters; surrounding spaces are trimmed. Unique per owner.',
       examples: ['my-resource'],
@@ -38,6 +36,7 @@ export const OwnerSchema = Type.Object(
   },
   { additionalProperties: false },
 )
+export type Owner = Static<typeof OwnerSchema>
 
 export const ResourceSchema = Type.Object(
   { id: Type.Integer(), name: Type.String(), owner: OwnerSchema },
@@ -54,3 +53,4 @@ export const ResourceListSchema = Type.Object(
   },
   { additionalProperties: false },
 )
+export type ResourceList = Static<typeof ResourceListSchema>

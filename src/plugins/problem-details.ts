@@ -9,9 +9,9 @@ import {
   statusTitle,
   type InvalidParam,
   type Problem,
-} from './problem.js'
+} from '../lib/problem.js'
 
-export { HttpProblem } from './problem.js'
+export { HttpProblem } from '../lib/problem.js'
 
 type ValidationError = NonNullable<FastifyError['validation']>[number]
 

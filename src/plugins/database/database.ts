@@ -1,3 +1,4 @@
+import { codedError, EXIT_RUNTIME } from '../../lib/errors.js'
 import type BetterSqlite3 from 'better-sqlite3'
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres'
@@ -32,4 +33,5 @@ export interface PostgresDatabase extends DatabaseBase {
 
 export type Database = SqliteDatabase | PostgresDatabase
 
-export class DatabaseError extends Error {}
+/** The database cannot be opened or migrated: the CLI exits 1 with the message. */
+export const DatabaseError = codedError('MRMAT_DATABASE_UNAVAILABLE', { exitCode: EXIT_RUNTIME })

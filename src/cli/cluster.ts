@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
+import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
 
 /** The message the primary sends a worker to shut down gracefully. */
 export const SHUTDOWN_MESSAGE = 'mrmat:shutdown'
@@ -16,8 +17,9 @@ export interface ClusterOptions {
   log: Logger
 }
 
-/** Why the cluster stopped, if not by a signal. */
-export class ClusterError extends Error {}
+/** Why the cluster stopped, if not by a signal: the CLI exits 1 with the message. */
+export const ClusterError = codedError('MRMAT_CLUSTER_FAILED', { exitCode: EXIT_RUNTIME })
+type ClusterError = InstanceType<typeof ClusterError>
 
 interface Tracked {
   forkedAt: number

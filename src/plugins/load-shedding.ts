@@ -1,15 +1,16 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpProblem } from './problem.js'
+import { getHeapStatistics } from 'node:v8'
+import { HttpProblem } from '../lib/problem.js'
 
 export interface LoadOptions {
   /** Mean event-loop delay over a sample, in milliseconds; 0 disables. */
   maxEventLoopDelay: number
-  /** V8 heap in use, in bytes; 0 disables. */
-  maxHeapUsedBytes: number
+  /** V8 heap in use: bytes, or up to 1 a ratio of V8's heap limit; 0 disables. */
+  maxHeapUsed: number
   /** Resident set size, in bytes; 0 disables. */
-  maxRssBytes: number
+  maxRss: number
   /** How often the process is measured, in milliseconds. */
   sampleInterval?: number
   /** Seconds a refused client is told to wait (Retry-After). */
@@ -20,14 +21,25 @@ export const DEFAULT_SAMPLE_INTERVAL = 500
 export const DEFAULT_RETRY_AFTER = 5
 
 /**
- * The probes stay answerable under load: a liveness probe failing would have the orchestrator restart
- * a process that is merely busy, and readiness reports load through its own `load` check.
+ * The probes stay answerable under load: a liveness probe failing would have the orchestrator restart a process that
+ * is merely busy, and readiness reports load through its own `load` check. By suffix, so that a prefix is allowed.
  */
-const PROBES = new Set(['/healthz/liveness', '/healthz/readiness'])
+const PROBES = ['/healthz/liveness', '/healthz/readiness']
+
+/** --max-heap-used: a ratio of V8's heap limit up to 1, else bytes. */
+export function heapLimitBytes(value: number, heapSizeLimit = getHeapStatistics().heap_size_limit): number {
+  return value > 0 && value <= 1 ? Math.floor(value * heapSizeLimit) : Math.floor(value)
+}
+
+interface Limits {
+  maxEventLoopDelay: number
+  maxHeapUsedBytes: number
+  maxRssBytes: number
+}
 
 const MIB = 1024 * 1024
 
-function describeOverload(fastify: FastifyInstance, options: LoadOptions): string | undefined {
+function describeOverload(fastify: FastifyInstance, options: Limits): string | undefined {
   const usage = fastify.memoryUsage()
   if (options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
     // under-pressure reports Infinity when the loop was too busy to take a single measurement.
@@ -49,18 +61,22 @@ function describeOverload(fastify: FastifyInstance, options: LoadOptions): strin
  * No healthCheck is given to under-pressure: a failing one would turn every route into 503, and the
  * database is readiness' business.
  */
-async function load(fastify: FastifyInstance, options: LoadOptions): Promise<void> {
+async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Promise<void> {
   const retryAfter = options.retryAfter ?? DEFAULT_RETRY_AFTER
-  await fastify.register(underPressure, {
+  const limits: Limits = {
     maxEventLoopDelay: options.maxEventLoopDelay,
-    maxHeapUsedBytes: options.maxHeapUsedBytes,
-    maxRssBytes: options.maxRssBytes,
+    maxHeapUsedBytes: heapLimitBytes(options.maxHeapUsed),
+    maxRssBytes: options.maxRss,
+  }
+  await fastify.register(underPressure, {
+    ...limits,
     sampleInterval: options.sampleInterval ?? DEFAULT_SAMPLE_INTERVAL,
     retryAfter,
     // A rejected promise reaches the error handler, which answers problem+json; undefined lets the request on.
     pressureHandler: async (request: FastifyRequest) => {
-      if (request.routeOptions.url !== undefined && PROBES.has(request.routeOptions.url)) return
-      const detail = describeOverload(fastify, options) ?? 'the server is overloaded'
+      const route = request.routeOptions.url
+      if (route !== undefined && PROBES.some((probe) => route.endsWith(probe))) return
+      const detail = describeOverload(fastify, limits) ?? 'the server is overloaded'
       request.log.warn({ detail }, 'refusing a request under load')
       throw new HttpProblem(503, `The server is overloaded (${detail}); retry later`, {
         headers: { 'retry-after': String(retryAfter) },
@@ -68,9 +84,9 @@ async function load(fastify: FastifyInstance, options: LoadOptions): Promise<voi
     },
   })
   fastify.readiness.add('load', () => {
-    const detail = describeOverload(fastify, options)
+    const detail = describeOverload(fastify, limits)
     if (detail !== undefined) throw new Error(detail)
   })
 }
 
-export default fp(load, { name: 'mrmat-load', fastify: '5.x', dependencies: ['mrmat-readiness'] })
+export default fp(loadShedding, { name: 'mrmat-load', fastify: '5.x', dependencies: ['mrmat-readiness'] })

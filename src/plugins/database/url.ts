@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { codedError, EXIT_USAGE } from '../../lib/errors.js'
 
 export type DatabaseLocation =
   | { dialect: 'sqlite', file: string }
@@ -6,15 +7,17 @@ export type DatabaseLocation =
 
 export const SQLITE_MEMORY = ':memory:'
 
-export class DatabaseUrlError extends Error {}
+/** A --db value that names no database this server can open. */
+export const DatabaseUrlError = codedError('MRMAT_DATABASE_URL_INVALID', { exitCode: EXIT_USAGE })
 
 /**
  * Parses --db: `:memory:`, `sqlite::memory:`, `sqlite:<path>`, SQLAlchemy's `sqlite:///<path>` (so the
  * seed's URIs keep working), a bare file path, or `postgres://` / `postgresql://`.
  */
-export function parseDatabaseUrl(value: string, cwd = process.cwd()): DatabaseLocation {
+export function parseDatabaseUrl(value: string, cwd = process.cwd(), where = 'database URI'): DatabaseLocation {
+  const invalid = (reason: string) => new DatabaseUrlError(`invalid ${where}: ${reason}`)
   const text = value.trim()
-  if (text === '') throw new DatabaseUrlError('the database URI is empty')
+  if (text === '') throw invalid('the database URI is empty')
   if (text === SQLITE_MEMORY) return { dialect: 'sqlite', file: SQLITE_MEMORY }
   // A scheme needs two or more letters, so that a Windows drive letter reads as a path.
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):/.exec(text)?.[1]?.toLowerCase()
@@ -24,22 +27,22 @@ export function parseDatabaseUrl(value: string, cwd = process.cwd()): DatabaseLo
     try {
       url = new URL(text)
     } catch {
-      throw new DatabaseUrlError('the PostgreSQL URI is malformed')
+      throw invalid('the PostgreSQL URI is malformed')
     }
     if (url.hostname === '' && !url.searchParams.has('host')) {
-      throw new DatabaseUrlError('the PostgreSQL URI names no host')
+      throw invalid('the PostgreSQL URI names no host')
     }
     return { dialect: 'postgres', url: text }
   }
   if (scheme === 'sqlite') {
     let rest = text.slice('sqlite:'.length)
     if (rest.startsWith('///')) rest = rest.slice(3)
-    else if (rest.startsWith('//')) throw new DatabaseUrlError('a sqlite URI takes no host: use sqlite:<path> or sqlite:///<path>')
+    else if (rest.startsWith('//')) throw invalid('a sqlite URI takes no host: use sqlite:<path> or sqlite:///<path>')
     if (rest === SQLITE_MEMORY) return { dialect: 'sqlite', file: SQLITE_MEMORY }
-    if (rest === '') throw new DatabaseUrlError('the sqlite URI names no file')
+    if (rest === '') throw invalid('the sqlite URI names no file')
     return { dialect: 'sqlite', file: resolve(cwd, rest) }
   }
-  throw new DatabaseUrlError(`unsupported database URI scheme '${scheme}:'; use sqlite:<path>, :memory: or postgres://…`)
+  throw invalid(`unsupported database URI scheme '${scheme}:'; use sqlite:<path>, :memory: or postgres://…`)
 }
 
 /** The location as safe to log: never the password. */

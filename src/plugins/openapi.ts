@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
-import { packageVersion } from './paths.js'
+import type { ApiTag } from '../lib/openapi-tags.js'
+import { packageVersion } from '../lib/package-info.js'
 
 // The inline <style> of Swagger UI's own SVG logo (swagger-api/swagger-ui#10655).
 const SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
@@ -29,7 +30,11 @@ export interface OpenApiOptions {
  * UI with its own assets (no CDN) at /docs/. Register before the API plugins so it sees their routes.
  */
 async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promise<void> {
+  // Each API plugin adds its own tag (documentTag), in the order they are registered.
+  const tags: ApiTag[] = []
+  fastify.decorate('openapiTags', tags)
   await fastify.register(swagger, {
+    transformObject: (document) => ('openapiObject' in document ? { ...document.openapiObject, tags } : document.swaggerObject),
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -38,13 +43,6 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
         version: packageVersion,
         license: { name: 'MIT', identifier: 'MIT' },
       },
-      tags: [
-        { name: 'healthz', description: 'Health probes' },
-        { name: 'greeting v1', description: 'Greeting API, version 1: Hello World' },
-        { name: 'greeting v2', description: 'Greeting API, version 2: greets by name' },
-        { name: 'greeting v3', description: 'Greeting API, version 3: greets the caller named by their token' },
-        { name: 'resource v1', description: 'Resource API, version 1: resources everyone may read and only their owner may change' },
-      ],
       components: {
         securitySchemes: {
           bearerAuth: {

@@ -1,6 +1,5 @@
 import type { Database } from './database.js'
-import { openPostgres, type PostgresOptions } from './postgres.js'
-import { openSqlite } from './sqlite.js'
+import type { PostgresOptions } from './postgres.js'
 import type { DatabaseLocation } from './url.js'
 
 export { DatabaseError, type Database, type PostgresDatabase, type SqliteDatabase } from './database.js'
@@ -10,7 +9,8 @@ export interface OpenOptions {
   postgres?: PostgresOptions
 }
 
+/** Opens the database at `location`; only its dialect's driver is loaded. */
 export async function openDatabase(location: DatabaseLocation, options: OpenOptions = {}): Promise<Database> {
-  if (location.dialect === 'sqlite') return openSqlite(location.file)
-  return openPostgres(location.url, options.postgres)
+  if (location.dialect === 'sqlite') return (await import('./sqlite.js')).openSqlite(location.file)
+  return (await import('./postgres.js')).openPostgres(location.url, options.postgres)
 }

@@ -2,13 +2,14 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import buildGetJwks, { type GetJwks } from 'get-jwks'
 import { Agent } from 'undici'
 import type { FastifyBaseLogger } from 'fastify'
+import { codedError } from '../../lib/errors.js'
 import type { AuthSettings } from './settings.js'
 
 /** The provider cannot be reached (or has not been yet): the client should retry later (503). */
-export class ProviderUnavailableError extends Error {}
+export const ProviderUnavailableError = codedError('MRMAT_IDENTITY_PROVIDER_UNAVAILABLE', { statusCode: 503 })
 
 /** The token names a key the provider does not publish: the token is not to be trusted (401). */
-export class UnknownKeyError extends Error {}
+export const UnknownKeyError = codedError('MRMAT_UNKNOWN_SIGNING_KEY', { statusCode: 401 })
 
 export interface ProviderTimings {
   /** Milliseconds one request to the provider may take. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { codedError, EXIT_USAGE } from '../../lib/errors.js'
 
 /** How the API server finds and trusts its identity provider, validated once at start. */
 export interface AuthSettings {
@@ -33,7 +34,8 @@ const ClientSecretsSchema = Type.Object({
 })
 export type ClientSecrets = Static<typeof ClientSecretsSchema>
 
-export class AuthSettingsError extends Error {}
+/** The identity provider's settings do not make sense: the CLI exits 2 with the message. */
+export const AuthSettingsError = codedError('MRMAT_AUTH_SETTINGS_INVALID', { exitCode: EXIT_USAGE })
 
 export function readClientSecrets(path: string): ClientSecrets {
   let parsed: unknown

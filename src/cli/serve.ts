@@ -1,0 +1,89 @@
+import cluster from 'node:cluster'
+import { setTimeout as sleep } from 'node:timers/promises'
+import closeWithGrace from 'close-with-grace'
+import { pino, type Logger } from 'pino'
+import { buildApp } from '../app.js'
+import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
+import { describeDatabase, openDatabase, type Database } from '../plugins/database/index.js'
+import { onPrimaryShutdown, runPrimary } from './cluster.js'
+import type { ServerConfig } from './config.js'
+
+export const NAME = 'mrmat-ts-api-fastify'
+
+/** The server could not start: the port is taken, say. */
+export const StartError = codedError('MRMAT_START_FAILED', { exitCode: EXIT_RUNTIME })
+
+function makeLogger(config: ServerConfig): Logger {
+  // Every line carries pino's pid; the role says which process of a cluster wrote it.
+  const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
+  return pino({ name: NAME, level: config.debug ? 'debug' : 'info' }).child({ role })
+}
+
+async function openMigrated(config: ServerConfig, log: Logger, migrate = true): Promise<Database> {
+  log.info({ instancePath: config.instancePath, database: describeDatabase(config.database) }, 'opening the database')
+  const database = await openDatabase(config.database, { postgres: { poolSize: config.dbPoolSize } })
+  if (!migrate) return database
+  try {
+    await database.migrate()
+  } catch (error) {
+    await database.close()
+    throw error
+  }
+  log.info('database migrations are applied')
+  return database
+}
+
+/** `migrate`: applies the pending migrations and exits. */
+export async function migrateOnly(config: ServerConfig): Promise<void> {
+  const database = await openMigrated(config, makeLogger(config))
+  await database.close()
+}
+
+/** `serve`: one process serving, or the primary of --workers N. */
+export async function serve(config: ServerConfig): Promise<void> {
+  if (config.workers > 1 && cluster.isPrimary) {
+    await servePrimary(config)
+    return
+  }
+  const log = makeLogger(config)
+  // The primary of a cluster has migrated already: workers starting together must not race to.
+  const database = await openMigrated(config, log, cluster.isPrimary)
+  const app = await buildApp({ ...config, loggerInstance: log, database, shutdownReadiness: true })
+  if (config.auth === undefined) {
+    log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets or --issuer)')
+  } else {
+    log.info({ issuer: config.auth.issuer, audience: config.auth.audience }, 'bearer tokens are verified against the identity provider')
+  }
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (error) {
+    await app.close()
+    throw new StartError(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
+  }
+  // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
+  // Past --shutdown-timeout it exits 1 with whatever is still in flight.
+  const grace = closeWithGrace({ delay: config.shutdownTimeout, logger: log }, async ({ signal, err, manual }) => {
+    if (err !== undefined) log.error({ err }, 'shutting down after an uncaught error')
+    // Readiness fails from here on; the requests in flight finish.
+    else log.info({ signal, requestedBy: manual === true ? 'primary' : undefined, delay: config.shutdownDelay }, 'shutting down')
+    app.lifecycle.beginShutdown()
+    // Still accepting while a load balancer probing readiness notices and stops sending.
+    if (config.shutdownDelay > 0) await sleep(config.shutdownDelay)
+    await app.close()
+    log.info('stopped: the listener and the database are closed')
+  })
+  if (cluster.isWorker) {
+    onPrimaryShutdown(() => {
+      // Ignored when a signal has begun the shutdown already (Ctrl-C reaches every process of the group).
+      if (!app.lifecycle.shuttingDown) grace.close()
+    })
+  }
+}
+
+async function servePrimary(config: ServerConfig): Promise<void> {
+  const log = makeLogger(config)
+  const database = await openMigrated(config, log)
+  await database.close()
+  log.info({ workers: config.workers }, `primary (pid ${process.pid}) starting ${config.workers} workers`)
+  await runPrimary({ workers: config.workers, shutdownTimeout: config.shutdownTimeout, log })
+}

@@ -1,0 +1,109 @@
+import type { FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
+import type { HttpProblem } from '../../lib/problem.js'
+import { ALGORITHMS, invalidToken, unavailable } from './challenge.js'
+import { identityFromClaims, type Identity } from './identity.js'
+import { ProviderUnavailableError, UnknownKeyError, type IdentityProvider } from './identity-provider.js'
+import type { AuthSettings } from './settings.js'
+
+// Longer than any real access token (Entra ID's run to a few KB), short enough to refuse junk cheaply.
+const MAX_TOKEN_LENGTH = 8192
+const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/
+const JWT_SYNTAX = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+export interface VerifierOptions {
+  /** Verified tokens kept (bounded LRU, never past their exp). */
+  tokenCacheSize?: number
+  /** Longest an introspection answer is reused, in milliseconds (never past the token's exp). */
+  introspectionCacheTtl?: number
+}
+
+/** What a verification failure tells the client: why, but nothing of the token itself. */
+function jwtFailure(realm: string, error: unknown): HttpProblem {
+  if (error instanceof ProviderUnavailableError) return unavailable(error.message)
+  if (error instanceof UnknownKeyError) return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`)
+  const code = (error as { code?: unknown }).code
+  if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') return invalidToken(realm, 'The token has expired')
+  if (code === 'FAST_JWT_INACTIVE') return invalidToken(realm, 'The token is not valid yet')
+  if (code === 'FAST_JWT_INVALID_ALGORITHM' || code === 'FST_JWT_AUTHORIZATION_TOKEN_UNSIGNED' || code === 'FAST_JWT_MISSING_SIGNATURE') {
+    return invalidToken(realm, `The token's signature algorithm is not accepted (${ALGORITHMS.join(', ')})`)
+  }
+  if (typeof code === 'string' && (code.startsWith('FST_JWT_') || code.startsWith('FAST_JWT_'))) {
+    return invalidToken(realm, 'The token is invalid: its signature, issuer, audience or claims do not check out')
+  }
+  throw error
+}
+
+/**
+ * Turns a bearer token into the caller's identity: a JWT through @fastify/jwt and the provider's keys, an opaque
+ * token through introspection. Tokens verified once are remembered until they expire.
+ */
+export class TokenVerifier {
+  readonly #verified: LRUCache<string, Identity>
+  readonly #introspectionTtl: number
+
+  constructor(
+    readonly settings: AuthSettings,
+    readonly provider: IdentityProvider,
+    readonly realm: string,
+    options: VerifierOptions = {},
+  ) {
+    this.#verified = new LRUCache<string, Identity>({ max: options.tokenCacheSize ?? 10_000 })
+    this.#introspectionTtl = options.introspectionCacheTtl ?? 60_000
+  }
+
+  /** The identity of a token verified before and not yet expired. */
+  cached(token: string): Identity | undefined {
+    return this.#verified.get(token)
+  }
+
+  async verify(request: FastifyRequest, token: string): Promise<Identity> {
+    if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(this.realm, 'The token is malformed')
+    return JWT_SYNTAX.test(token) ? this.#verifyJwt(request, token) : this.#verifyOpaque(token)
+  }
+
+  /** Keeps a verified token until its exp (and no longer than `longest` ms, when given). */
+  #remember(token: string, identity: Identity, exp: unknown, longest?: number): void {
+    if (typeof exp !== 'number') return
+    const ttl = Math.min(exp * 1000 - Date.now(), longest ?? Number.POSITIVE_INFINITY)
+    if (ttl > 0) this.#verified.set(token, identity, { ttl })
+  }
+
+  async #verifyJwt(request: FastifyRequest, token: string): Promise<Identity> {
+    let claims: Record<string, unknown>
+    try {
+      claims = await request.bearerJwtVerify()
+    } catch (error) {
+      throw jwtFailure(this.realm, error)
+    }
+    const identity = identityFromClaims(claims)
+    if (identity === undefined) throw invalidToken(this.realm, 'The token names no subject (sub)')
+    this.#remember(token, identity, claims.exp)
+    return identity
+  }
+
+  async #verifyOpaque(token: string): Promise<Identity> {
+    const { provider, realm, settings } = this
+    if (!provider.ready) throw unavailable('The identity provider has not been reached yet')
+    if (!provider.canIntrospect) throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here')
+    let claims: Record<string, unknown>
+    try {
+      claims = await provider.introspect(token)
+    } catch (error) {
+      if (error instanceof ProviderUnavailableError) throw unavailable(error.message)
+      throw error
+    }
+    if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
+    const now = Date.now() / 1000
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+    if (claims.iss !== undefined && claims.iss !== settings.issuer) throw invalidToken(realm, 'The token is from another issuer')
+    if (claims.aud !== undefined && !audiences.includes(settings.audience)) throw invalidToken(realm, 'The token is for another audience')
+    if (typeof claims.exp === 'number' && claims.exp + settings.clockTolerance < now) throw invalidToken(realm, 'The token has expired')
+    // RFC 7662 makes sub optional, and providers leave it out for client-credentials tokens: the client is then the
+    // caller.
+    const identity = identityFromClaims({ ...claims, sub: claims.sub ?? claims.client_id })
+    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub) and no client (client_id)')
+    this.#remember(token, identity, claims.exp, this.#introspectionTtl)
+    return identity
+  }
+}

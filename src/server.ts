@@ -1,0 +1,55 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { TrustProxy } from './lib/trust-proxy.js'
+import { buildValidator } from './lib/validation.js'
+import type { AppOptionNames } from './lib/option-table.js'
+import { SERVER_OPTIONS, type ServerOptions } from './options.js'
+import { clientErrorHandler, frameworkErrorHandler } from './plugins/problem-details.js'
+import { genRequestId } from './plugins/request-id.js'
+
+/**
+ * The settings the server's CLI options marked `app` give buildApp, under the same names and with the same defaults
+ * (see options.ts): the HTTP server's (timeouts, body limit, proxies) and the plugins' (scopes, load limits).
+ */
+export type AppSettings = Partial<Pick<ServerOptions, AppOptionNames<typeof SERVER_OPTIONS>>>
+
+export interface ServerSettings extends AppSettings {
+  /** Fastify's logger option; off unless given. */
+  logger?: FastifyServerOptions['logger']
+  /** A pino logger to use instead (the CLI shares its own). */
+  loggerInstance?: FastifyBaseLogger
+}
+
+/** Fastify takes a hop count at run time but its types do not: a hop count is "the nearest n hops". */
+function trustProxyOption(trust: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof trust === 'number' ? (_address, hop) => hop < trust : trust
+}
+
+/**
+ * The Fastify instance with the server's settings: timeouts, body limit, proxies, request ids, problem details for
+ * what goes wrong before routing, and trailing slashes. The API is registered on it as a plugin (see app.ts).
+ */
+export function createServer(settings: ServerSettings = {}): FastifyInstance {
+  const server = Fastify({
+    ...(settings.loggerInstance === undefined ? { logger: settings.logger ?? false } : { loggerInstance: settings.loggerInstance }),
+    genReqId: genRequestId,
+    bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
+    trustProxy: trustProxyOption(settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default),
+    keepAliveTimeout: settings.keepAliveTimeout ?? SERVER_OPTIONS.keepAliveTimeout.default,
+    requestTimeout: settings.requestTimeout ?? SERVER_OPTIONS.requestTimeout.default,
+    // No socket inactivity timeout: idle connections end at keepAliveTimeout, slow uploads at requestTimeout, and a
+    // slow handler is bounded by its database, not cut off half-answered.
+    connectionTimeout: 0,
+    // Idle kept-alive connections close with the server; requests in flight finish. Requests that still arrive on an
+    // open connection are served and closed rather than answered a bare 503 that is not problem details.
+    forceCloseConnections: 'idle',
+    return503OnClosing: false,
+    // /api/greeting/v1 and /api/greeting/v1/ are the same route, answered without a redirect.
+    routerOptions: { ignoreTrailingSlash: true },
+    schemaController: { compilersFactory: { buildValidator } },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
+  })
+  server.server.headersTimeout = settings.headersTimeout ?? SERVER_OPTIONS.headersTimeout.default
+  return server.withTypeProvider<TypeBoxTypeProvider>()
+}
