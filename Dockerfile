@@ -83,5 +83,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # drains its connections and closes the database. `serve`, the default command, applies the pending
 # migrations before listening. Arguments given to `docker run` replace CMD, e.g. `migrate` or
 # `serve --db postgres://…`; configuration also comes from MRMAT_* variables (-e) or --config.
-ENTRYPOINT ["node", "/app/dist/src/cli.js"]
+ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
 CMD ["serve"]

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { buildApp } from '../src/app.js'
-import { resolveAuthSettings } from '../src/auth/settings.js'
-import { openSqlite } from '../src/db/sqlite.js'
+import { buildApp } from '#src/app.js'
+import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
+import { openSqlite } from '#src/plugins/database/sqlite.js'
 import { startTestProvider } from '../test/helpers/oidc-provider.js'
 
 const teardowns: (() => unknown)[] = []

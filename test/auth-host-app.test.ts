@@ -1,9 +1,9 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import greetingV3 from '../plugins/greeting/v3/index.js'
-import bearerAuth from '../src/auth/plugin.js'
-import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '../src/auth/settings.js'
-import problemDetails from '../src/errors.js'
+import greetingV3 from '#plugins/greeting/v3/index.js'
+import bearerAuth from '#src/plugins/auth/plugin.js'
+import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '#src/plugins/auth/settings.js'
+import problemDetails from '#src/plugins/problem-details.js'
 import { Problems, call, personOpaqueToken } from './helpers/auth.js'
 import { startTestProvider } from './helpers/oidc-provider.js'
 

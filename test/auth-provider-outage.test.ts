@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
-import { resolveAuthSettings } from '../src/auth/settings.js'
-import { UNKNOWN_KEY_BURST } from '../src/auth/provider.js'
+import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
+import { UNKNOWN_KEY_BURST } from '#src/plugins/auth/identity-provider.js'
 import {
   Problems,
   REQUEST_TIMEOUT_MS,

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { decodeJwt, generateKeyPair } from 'jose'
 import t, { type Test } from 'tap'
-import { AuthSettingsError, readClientSecrets, resolveAuthSettings } from '../src/auth/settings.js'
+import { AuthSettingsError, readClientSecrets, resolveAuthSettings } from '#src/plugins/auth/settings.js'
 import {
   Problems,
   READ_SCOPE,

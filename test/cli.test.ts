@@ -125,14 +125,14 @@ t.test('a bad value is one line on stderr naming it, a usage hint, and exit code
   const cases: { args: string[], env?: Record<string, string>, error: RegExp }[] = [
     { args: ['--port', '70000'], error: /invalid --port \(70000\)/ },
     { args: ['--port', 'abc'], error: /invalid --port \(not a number\)/ },
-    { args: [], env: { MRMAT_PORT: '-1' }, error: /invalid --port \(-1\)/ },
+    { args: [], env: { MRMAT_PORT: '-1' }, error: /invalid MRMAT_PORT \("-1"\)/ },
     { args: ['--db', 'mysql://x'], error: /invalid --db: .*'mysql:'/ },
     { args: ['--db', 'sqlite://host/x'], error: /invalid --db: a sqlite URI takes no host/ },
     { args: ['--oidc-secrets', '/nonexistent'], error: /cannot read --oidc-secrets \/nonexistent: ENOENT/ },
     { args: ['--config', '/nonexistent'], error: /cannot read the config file \/nonexistent: ENOENT/ },
     { args: ['--config', join(dir, 'not-json.json')], error: /the config file \S+not-json\.json is not valid JSON/ },
     { args: ['--config', join(dir, 'array.json')], error: /the config file \S+array\.json must hold a JSON object/ },
-    { args: ['--config', join(dir, 'unknown-key.json')], error: /Unknown argument: prot/ },
+    { args: ['--config', join(dir, 'unknown-key.json')], error: /the config file \S+unknown-key\.json has an unknown key "prot"/ },
     { args: ['--bogus'], error: /Unknown argument: bogus/ },
   ]
   // The default command, serve: a value that slipped through would start a server and time out.

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { generateKeyPair } from 'jose'
 import t from 'tap'
-import type { CachedTokens } from '../src/client/token-cache.js'
+import type { CachedTokens } from '#src/client/token-cache.js'
 import { READ_SCOPE, WRITE_SCOPE } from './helpers/auth.js'
 import { ClientProcess, clientHome, lines, personTokens, runClient, runHere, seedCache, startStack, writeConfig } from './helpers/client.js'
 import { denyDevice } from './helpers/oidc-provider.js'

@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
-import { cacheFile } from '../src/client/token-cache.js'
+import { cacheFile } from '#src/client/token-cache.js'
 import { startApp } from './helpers/app.js'
 import { freePorts } from './helpers/cli.js'
 import { CLIENT_NAME, USAGE_HINT, clientHome, lines, runClient, runHere, writeConfig } from './helpers/client.js'
@@ -102,7 +102,7 @@ t.test('bad settings and arguments are exit 2 with one line naming them', async 
     { args: ['health', '--server', 'http://host/?x=1'], message: '--server must not have a query or fragment: http://host/?x=1' },
     { args: ['health', '--config', join(home.dir, 'missing.json')], message: /^cannot read the config file .+missing\.json: ENOENT$/ },
     { args: ['health', '--config', notJson], message: /^the config file .+not\.json is not valid JSON: / },
-    { args: ['health', '--config', unknownKey], message: /has an unknown key "serverr" \(known: client_id, client_secret, discovery_url, server, read_scope, write_scope, timeout\)$/ },
+    { args: ['health', '--config', unknownKey], message: /has an unknown key "serverr" \(known: server, timeout, discovery_url, client_id, client_secret, read_scope, write_scope\)$/ },
     { args: ['health', '--config', wrongType], message: /^"server" in .+wrong\.json must be a string$/ },
     { args: ['health', '--server', server, '--timeout', 'soon'], message: '--timeout must be a number of seconds' },
     { args: ['health', '--server', server], env: { MRMAT_CLIENT_TIMEOUT: '0' }, message: 'MRMAT_CLIENT_TIMEOUT must be between 1 and 600 seconds, not 0' },

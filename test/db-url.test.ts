@@ -1,5 +1,5 @@
 import t from 'tap'
-import { describeDatabase, parseDatabaseUrl } from '../src/db/url.js'
+import { describeDatabase, parseDatabaseUrl } from '#src/plugins/database/url.js'
 
 t.test('database URIs', async (t) => {
   const cwd = '/srv/app'

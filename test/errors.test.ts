@@ -2,7 +2,7 @@ import { Writable } from 'node:stream'
 import { connect } from 'node:net'
 import t from 'tap'
 import { startServer } from './helpers/server.js'
-import type { Problem } from '../src/problem.js'
+import type { Problem } from '#src/lib/problem.js'
 
 const PROBLEM_TYPE = /^application\/problem\+json/
 

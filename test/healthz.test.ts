@@ -1,6 +1,6 @@
 import { copyFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
+import { buildApp } from '#src/app.js'
 import { startServer } from './helpers/server.js'
 
 t.test('healthz, liveness and readiness answer 200 with and without the trailing slash', async (t) => {

@@ -142,7 +142,7 @@ async function getJson(url: string, token?: string, init: RequestInit = {}): Pro
 t.test('the tarball ships the build, the migrations and the declarations, and no sources or tests', async (t) => {
   const { tarball, work } = await installed()
   const files = (await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)).stdout.split('\n').filter((line) => line !== '')
-  for (const file of ['dist/src/cli.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md']) {
+  for (const file of ['dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md']) {
     t.ok(files.includes(`package/${file}`), `ships ${file}`)
   }
   for (const [subpath, target] of Object.entries(manifest.exports)) {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildApp } from '../src/app.js'
+import { buildApp } from '#src/app.js'
+import { heapLimitBytes } from '#src/plugins/load-shedding.js'
 import { httpRequest, pollUntil } from './helpers/http.js'
 
 // @fastify/under-pressure in the real app over real HTTP: a route of the test's own blocks the event
@@ -11,7 +12,10 @@ const BLOCK_MS = 800
 t.test('a blocked event loop yields 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
   const app = await buildApp({
     swaggerUi: false,
-    load: { maxEventLoopDelay: 100, maxHeapUsedBytes: 0, maxRssBytes: 0, sampleInterval: SAMPLE_MS, retryAfter: 3 },
+    maxEventLoopDelay: 100,
+    maxHeapUsed: 0,
+    maxRss: 0,
+    loadTuning: { sampleInterval: SAMPLE_MS, retryAfter: 3 },
   })
   app.get('/block', async () => {
     const until = Date.now() + BLOCK_MS
@@ -56,7 +60,7 @@ t.test('a blocked event loop yields 503 problems with Retry-After, readiness rep
 })
 
 t.test('without load limits nothing is refused, and 0 disables a limit', async (t) => {
-  const app = await buildApp({ swaggerUi: false, load: { maxEventLoopDelay: 0, maxHeapUsedBytes: 0, maxRssBytes: 0 } })
+  const app = await buildApp({ swaggerUi: false, maxEventLoopDelay: 0, maxHeapUsed: 0, maxRss: 0 })
   t.teardown(() => app.close())
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   const answer = await httpRequest(`${url}/healthz/readiness`)
@@ -65,7 +69,7 @@ t.test('without load limits nothing is refused, and 0 disables a limit', async (
 })
 
 t.test('a heap limit below the heap in use refuses at once', async (t) => {
-  const app = await buildApp({ swaggerUi: false, load: { maxEventLoopDelay: 0, maxHeapUsedBytes: 1024, maxRssBytes: 0, sampleInterval: 50 } })
+  const app = await buildApp({ swaggerUi: false, maxEventLoopDelay: 0, maxHeapUsed: 1024, maxRss: 0, loadTuning: { sampleInterval: 50 } })
   t.teardown(() => app.close())
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   const refused = await pollUntil(async () => {
@@ -74,4 +78,10 @@ t.test('a heap limit below the heap in use refuses at once', async (t) => {
   }, 3000, 'a 503 over the heap limit')
   t.match(refused.body, { status: 503, detail: /heap used \d+ MiB is over 0 MiB/ })
   t.equal(refused.headers['retry-after'], '5', 'the default Retry-After')
+})
+
+t.test('--max-heap-used up to 1 is a ratio of the heap limit, above it bytes', async (t) => {
+  t.equal(heapLimitBytes(0.5, 1000), 500)
+  t.equal(heapLimitBytes(512 * 1024 * 1024, 1000), 512 * 1024 * 1024)
+  t.equal(heapLimitBytes(0, 1000), 0, '0 stays off')
 })

@@ -2,8 +2,8 @@ import { join } from 'node:path'
 import { readMigrationFiles } from 'drizzle-orm/migrator'
 import pg from 'pg'
 import t, { type Test } from 'tap'
-import type { Database } from '../src/db/index.js'
-import { migrationsFolder } from '../src/paths.js'
+import type { Database } from '#src/plugins/database/index.js'
+import { migrationsFolder } from '#src/lib/package-info.js'
 import { CLI_NAME, CliProcess, inParallel, logLines, runCli, type CliResult } from './helpers/cli.js'
 import {
   freshPostgres,

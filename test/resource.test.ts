@@ -1,10 +1,10 @@
 import t, { type Test } from 'tap'
-import { resolveAuthSettings } from '../src/auth/settings.js'
+import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
 import { parseChallenge, Problems, READ_SCOPE, REQUEST_TIMEOUT_MS, WRITE_SCOPE } from './helpers/auth.js'
 import { startApp } from './helpers/app.js'
 import { freshDatabase, openTestDatabase, type Dialect, type TestDatabase } from './helpers/databases.js'
 import { startTestProvider, type TestClientOptions, type TestProvider } from './helpers/oidc-provider.js'
-import type { Problem as ProblemBody } from '../src/problem.js'
+import type { Problem as ProblemBody } from '#src/lib/problem.js'
 
 // Resource v1 over real HTTP with real tokens, once on a SQLite file and once on a fresh PostgreSQL
 // database. Every write is checked in the database itself, through a connection of the test's own.

@@ -2,8 +2,8 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
 import t from 'tap'
-import { DatabaseError } from '../src/db/database.js'
-import { openSqlite } from '../src/db/sqlite.js'
+import { DatabaseError } from '#src/plugins/database/database.js'
+import { openSqlite } from '#src/plugins/database/sqlite.js'
 
 t.test('SQLite opens in WAL mode with a busy timeout and foreign keys on', async (t) => {
   const file = join(t.testdir(), 'nested', 'dir', 'app.sqlite')

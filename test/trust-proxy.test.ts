@@ -1,7 +1,7 @@
 import t from 'tap'
-import { buildApp } from '../src/app.js'
-import { parseTrustProxy, type TrustProxy } from '../src/config.js'
-import { openSqlite } from '../src/db/sqlite.js'
+import { buildApp } from '#src/app.js'
+import { parseTrustProxy, type TrustProxy } from '#src/lib/trust-proxy.js'
+import { openSqlite } from '#src/plugins/database/sqlite.js'
 import { settingsFromSecrets, WRITE_SCOPE } from './helpers/auth.js'
 import { runCli } from './helpers/cli.js'
 import { httpRequest } from './helpers/http.js'
@@ -71,5 +71,5 @@ t.test('a bad --trust-proxy or MRMAT_TRUST_PROXY is a one-line usage error, exit
   const cwd = t.testdir()
   const result = await runCli(t, ['--port', '0'], { cwd, env: { MRMAT_TRUST_PROXY: 'nginx' } })
   t.equal(result.code, 2)
-  t.match(result.stderr, /^mrmat-ts-api-fastify: invalid --trust-proxy \("nginx"\): expected true, false, a hop count or a comma-separated list/)
+  t.match(result.stderr, /^mrmat-ts-api-fastify: invalid MRMAT_TRUST_PROXY \("nginx"\): expected true, false, a hop count or a comma-separated list/)
 })

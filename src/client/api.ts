@@ -1,8 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import { displayUrl } from './config.js'
 import type { Resource, ResourcePage } from '#plugins/resource/v1/contract.js'
-import type { Problem } from '../lib/problem.js'
-import { ApiError, AuthError, NetworkError, oneLine } from './errors.js'
+import { ApiError, AuthError, NetworkError, oneLine, type ProblemBody } from './errors.js'
 import { exchange, isObject, json, type Answer, type HttpOptions, type Party } from './http.js'
 
 export type { Owner, Resource, ResourcePage } from '#plugins/resource/v1/contract.js'
@@ -19,13 +18,13 @@ const isPage = (body: unknown): body is ResourcePage =>
 /** Pages followed at most by one `resource list`: a server whose next links never end must not keep the client forever. */
 const MAX_PAGES = 10_000
 
-function problemOf(answer: Answer): Partial<Problem> | undefined {
+function problemOf(answer: Answer): ProblemBody | undefined {
   const body = json(answer)
   return isObject(body) ? body : undefined
 }
 
 /** "the server says: 404 Not Found: There is no resource 9 (request id …)", from the problem body where there is one. */
-function describe(answer: Answer, problem: Partial<Problem> | undefined): string {
+function describe(answer: Answer, problem: ProblemBody | undefined): string {
   const title = typeof problem?.title === 'string' ? oneLine(problem.title, 100) : STATUS_CODES[answer.status] ?? 'error'
   const detail = typeof problem?.detail === 'string' && problem.detail !== title ? `: ${oneLine(problem.detail)}` : ''
   const requestId = typeof problem?.requestId === 'string' ? ` (request id ${oneLine(problem.requestId, 128)})` : ''

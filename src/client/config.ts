@@ -27,7 +27,7 @@ interface Setting {
   group: string
   description: string
   /** Left out, the setting is undefined unless given. */
-  default?: unknown
+  default?: string | number | boolean
   defaultDescription?: string
   alias?: string
   /** The variable, when not MRMAT_CLIENT_ + the name in capitals. */

@@ -1,5 +1,5 @@
 import { EXIT_RUNTIME, EXIT_USAGE } from '../lib/errors.js'
-import type { Problem } from '../lib/problem.js'
+import type { InvalidParam, Problem } from '../lib/problem.js'
 
 /** Exit codes of the client CLI: the README's table. */
 export const EXIT_OK = 0
@@ -31,9 +31,12 @@ export class AuthError extends ClientError {
 /** The server or the identity provider could not be reached, or answered nonsense: exit 1 (3 when it stops a sign-in). */
 export class NetworkError extends ClientError {}
 
+/** A problem body as a server sent it: the API's Problem, but nothing in it can be relied on. */
+export type ProblemBody = Partial<Omit<Problem, 'errors'>> & { errors?: Partial<InvalidParam>[] }
+
 /** The API answered with an error; its RFC 9457 problem body, when it sent one, is shown to the user. */
 export class ApiError extends ClientError {
-  constructor(message: string, readonly status: number, readonly problem: Partial<Problem> | undefined) {
+  constructor(message: string, readonly status: number, readonly problem: ProblemBody | undefined) {
     super(message, EXIT_API)
   }
 }

@@ -23,7 +23,7 @@ export interface CodedErrorConstructor {
 export function codedError(code: string, options: { statusCode?: number, exitCode?: number } = {}): CodedErrorConstructor {
   const Coded = createError<[string]>(code, '%s', options.statusCode ?? 500)
   if (options.exitCode !== undefined) Object.defineProperty(Coded.prototype, 'exitCode', { value: options.exitCode })
-  return Coded as unknown as CodedErrorConstructor
+  return Coded
 }
 
 /** A configuration value that cannot be used: the CLIs print the message on one line and exit 2. */

@@ -67,7 +67,7 @@ export function fileKeyOf(name: string, spec: OptionSpec, naming: TableNaming): 
 }
 
 function yargsType(schema: TSchema): 'boolean' | 'number' | 'string' {
-  const kind = schema[Kind] as string
+  const kind = schema[Kind]
   if (kind === 'Boolean') return 'boolean'
   return kind === 'Integer' || kind === 'Number' ? 'number' : 'string'
 }
@@ -106,7 +106,7 @@ export function booleanText(text: string, where: string): boolean {
 
 /** Text (a variable, a flag read as text) as the schema's type; what cannot be read stays text and fails validation. */
 function fromText(schema: TSchema, text: string, where: string): unknown {
-  switch (schema[Kind] as string) {
+  switch (schema[Kind]) {
     case 'Boolean':
       return booleanText(text, where)
     case 'Integer':
@@ -115,7 +115,7 @@ function fromText(schema: TSchema, text: string, where: string): unknown {
       return NUMBER_TEXT.test(text) ? Number(text) : Number.NaN
     case 'Union': {
       for (const member of (schema as unknown as { anyOf: TSchema[] }).anyOf) {
-        if ((member[Kind] as string) === 'Boolean' && !/^(true|false)$/i.test(text.trim())) continue
+        if ((member[Kind]) === 'Boolean' && !/^(true|false)$/i.test(text.trim())) continue
         const value = fromText(member, text, where)
         if (Value.Check(member, value)) return value
       }
@@ -168,7 +168,7 @@ export function resolveOptions<T extends OptionTable>(table: T, naming: TableNam
       continue
     }
     const { where } = given
-    const value = typeof given.value === 'string' && (spec.schema[Kind] as string) !== 'String'
+    const value = typeof given.value === 'string' && (spec.schema[Kind]) !== 'String'
       ? fromText(spec.schema, given.value, where)
       : given.value
     const error = Value.Errors(spec.schema, value).First()

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import { buildApp, type AppOptions } from '../../src/app.js'
-import type { Database } from '../../src/db/index.js'
+import { buildApp, type AppOptions } from '#src/app.js'
+import type { Database } from '#src/plugins/database/index.js'
 
 interface Tap {
   teardown(fn: () => unknown): void

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '../../src/auth/settings.js'
+import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '#src/plugins/auth/settings.js'
 import { approveDevice, type TestProvider } from './oidc-provider.js'
 
 interface Tap {

@@ -8,7 +8,7 @@ interface Tap {
 }
 
 export const CLI_NAME = 'mrmat-ts-api-fastify'
-export const CLI_PATH = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))
 export const USAGE_HINT = `Run '${CLI_NAME} --help' for usage.`
 // The test's own node arguments (tap's tsx loader): the child then compiles the sources exactly as the
 // test process does, which c8 needs to merge their coverage. By URL, so any working directory will do.

@@ -7,8 +7,8 @@ import { startApp } from './app.js'
 import { settingsFromSecrets, REQUEST_TIMEOUT_MS } from './auth.js'
 import { freshSqlite, openTestDatabase, type TestDatabase } from './databases.js'
 import { approveDevice, startTestProvider, type TestProvider, type TestProviderOptions } from './oidc-provider.js'
-import { run } from '../../src/client/cli.js'
-import { cacheFile, writeCache, type CachedTokens } from '../../src/client/token-cache.js'
+import { run } from '#src/client/cli.js'
+import { cacheFile, writeCache, type CachedTokens } from '#src/client/token-cache.js'
 
 export const CLIENT_NAME = 'mrmat-ts-api-fastify-client'
 export const CLIENT_PATH = fileURLToPath(new URL('../../src/client/cli.ts', import.meta.url))

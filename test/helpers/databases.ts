@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import Sqlite from 'better-sqlite3'
 import pg from 'pg'
 import type { Test } from 'tap'
-import { openDatabase, parseDatabaseUrl, type Database } from '../../src/db/index.js'
+import { openDatabase, parseDatabaseUrl, type Database } from '#src/plugins/database/index.js'
 import { requirePart } from './require.js'
 
 export type Dialect = 'sqlite' | 'postgres'

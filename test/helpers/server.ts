@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, type AppOptions } from '../../src/app.js'
-import { openSqlite } from '../../src/db/sqlite.js'
+import { buildApp, type AppOptions } from '#src/app.js'
+import { openSqlite } from '#src/plugins/database/sqlite.js'
 
 interface Tap {
   testdir(): string
