@@ -1,4 +1,5 @@
 import js from '@eslint/js'
+import stylistic from '@stylistic/eslint-plugin'
 import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
@@ -11,7 +12,10 @@ export default tseslint.config(
       globals: globals.node,
       parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
     },
+    plugins: { '@stylistic': stylistic },
     rules: {
+      // Long lines hide what changed in a diff; URLs and regular expressions may run on.
+      '@stylistic/max-len': ['error', { code: 120, ignoreUrls: true, ignoreRegExpLiterals: true }],
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
       // Fastify plugins, hooks and handlers are async by contract, awaiting or not.
       '@typescript-eslint/require-await': 'off',

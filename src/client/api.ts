@@ -1,10 +1,10 @@
 import { STATUS_CODES } from 'node:http'
 import { displayUrl } from './config.js'
-import type { Resource, ResourcePage } from '#plugins/resource/v1/contract.js'
+import type { Resource, ResourceList as ResourcePage } from '#plugins/resource/v1/schemas.js'
 import { ApiError, AuthError, NetworkError, oneLine, type ProblemBody } from './errors.js'
 import { exchange, isObject, json, type Answer, type HttpOptions, type Party } from './http.js'
 
-export type { Owner, Resource, ResourcePage } from '#plugins/resource/v1/contract.js'
+export type { Owner, Resource, ResourceList as ResourcePage } from '#plugins/resource/v1/schemas.js'
 
 export type GreetingVersion = 'v1' | 'v2' | 'v3'
 
@@ -15,7 +15,9 @@ const isResource = (body: unknown): body is Resource =>
 const isPage = (body: unknown): body is ResourcePage =>
   isObject(body) && Array.isArray(body.resources) && body.resources.every(isResource) && (body.next === null || typeof body.next === 'string')
 
-/** Pages followed at most by one `resource list`: a server whose next links never end must not keep the client forever. */
+/**
+ * Pages followed at most by one `resource list`: a server whose next links never end must not keep the client forever.
+ */
 const MAX_PAGES = 10_000
 
 function problemOf(answer: Answer): ProblemBody | undefined {
@@ -23,7 +25,9 @@ function problemOf(answer: Answer): ProblemBody | undefined {
   return isObject(body) ? body : undefined
 }
 
-/** "the server says: 404 Not Found: There is no resource 9 (request id …)", from the problem body where there is one. */
+/**
+ * "the server says: 404 Not Found: There is no resource 9 (request id …)", from the problem body where there is one.
+ */
 function describe(answer: Answer, problem: ProblemBody | undefined): string {
   const title = typeof problem?.title === 'string' ? oneLine(problem.title, 100) : STATUS_CODES[answer.status] ?? 'error'
   const detail = typeof problem?.detail === 'string' && problem.detail !== title ? `: ${oneLine(problem.detail)}` : ''

@@ -41,7 +41,10 @@ function session(ctx: Context): Session {
   return { settings, output: ctx.output, env: ctx.io.env, http: ctx.http }
 }
 
-/** The API client; the token is looked for only when a route needs one, so greeting v1 works logged out and unconfigured for OIDC. */
+/**
+ * The API client; the token is looked for only when a route needs one, so greeting v1 works logged out and unconfigured
+ * for OIDC.
+ */
 function api(ctx: Context): Api {
   const { server } = requireSettings(ctx.settings, ['server'])
   return new Api(server, ctx.http, async () => accessToken(session(ctx)))

@@ -123,7 +123,10 @@ export function clientYargsOptions(): Record<string, { type: 'string' | 'number'
 export const CONFIG_ENV = 'MRMAT_CLIENT_CONFIG'
 const FILE_KEYS: string[] = SETTINGS.flatMap(([name, setting]) => naming(name, setting).file ?? [])
 
-/** An XDG base directory: the variable when it is an absolute path (the spec says to ignore relative ones), else ~/<fallback>. */
+/**
+ * An XDG base directory: the variable when it is an absolute path (the spec says to ignore relative ones), else
+ * ~/<fallback>.
+ */
 export function xdgDir(env: NodeJS.ProcessEnv, variable: 'XDG_CONFIG_HOME' | 'XDG_CACHE_HOME', fallback: string): string {
   const value = env[variable]
   if (value !== undefined && isAbsolute(value)) return value

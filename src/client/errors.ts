@@ -28,7 +28,9 @@ export class AuthError extends ClientError {
   }
 }
 
-/** The server or the identity provider could not be reached, or answered nonsense: exit 1 (3 when it stops a sign-in). */
+/**
+ * The server or the identity provider could not be reached, or answered nonsense: exit 1 (3 when it stops a sign-in).
+ */
 export class NetworkError extends ClientError {}
 
 /** A problem body as a server sent it: the API's Problem, but nothing in it can be relied on. */

@@ -73,7 +73,8 @@ export async function discover(url: URL, http: HttpOptions): Promise<Discovery> 
 
 /**
  * Client authentication on a request to the provider. A secret goes in Basic unless the provider supports only
- * client_secret_post: RFC 8414 makes Basic the default, and oidc-provider refuses a method the client was not registered with.
+ * client_secret_post: RFC 8414 makes Basic the default, and oidc-provider refuses a method the client was not
+ * registered with.
  */
 function authenticate(client: OidcClient, discovery: Discovery, form: URLSearchParams): Record<string, string> {
   const headers: Record<string, string> = { accept: 'application/json' }
@@ -189,7 +190,8 @@ export async function pollForTokens(
   const now = options.now ?? Date.now
   const deadline = now() + device.expiresIn * 1000
   let interval = options.pollInterval ?? device.interval ?? DEFAULT_POLL_SECONDS
-  // A shortened interval (tests, a lenient provider) shortens the slow_down step alike, so a test's schedule stays short.
+  // A shortened interval (tests, a lenient provider) shortens the slow_down step alike, so a test's schedule stays
+  // short.
   const step = Math.min(SLOW_DOWN_SECONDS, options.pollInterval ?? SLOW_DOWN_SECONDS)
   const expired = () => new AuthError('the sign-in code expired before sign-in was completed: run login again')
   const form = () => new URLSearchParams({ grant_type: DEVICE_CODE_GRANT, device_code: device.deviceCode })

@@ -109,7 +109,9 @@ export async function loginWithClientCredentials(session: Session): Promise<void
   loggedIn(session, save(session, 'client_credentials', tokens))
 }
 
-/** Removes the cached tokens and asks the provider to revoke the refresh token; a revocation that fails is only noted. */
+/**
+ * Removes the cached tokens and asks the provider to revoke the refresh token; a revocation that fails is only noted.
+ */
 export async function logout(session: Session): Promise<void> {
   const path = cachePath(session)
   let cached: CachedTokens | undefined

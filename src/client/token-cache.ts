@@ -53,7 +53,10 @@ export interface CacheKey {
   clientId: string
 }
 
-/** Tokens this close to their expiry count as expired: the request still has to reach the server, whose clock may run ahead. */
+/**
+ * Tokens this close to their expiry count as expired: the request still has to reach the server, whose clock may run
+ * ahead.
+ */
 export const EXPIRY_MARGIN_SECONDS = 30
 
 /**

@@ -1,6 +1,7 @@
 /**
  * What a client of resource v1 needs to know beyond the OpenAPI document: the scopes it asks its identity provider
- * for, and the bounds of ids and pages. Free of dependencies, so that the client CLI loads no server code with it.
+ * for, and the bounds of ids and pages. Free of dependencies, so that the client CLI loads no server code with it; the
+ * types of the bodies it takes, type-only, from schemas.ts.
  */
 
 export const DEFAULT_READ_SCOPE = 'mrmat-ts-api-fastify-resource-read'
@@ -15,5 +16,3 @@ export const DEFAULT_PAGE_SIZE = 100
 
 /** The longest resource name, in characters. */
 export const MAX_NAME_LENGTH = 255
-
-export type { Owner, Resource, ResourceList as ResourcePage, ResourceName } from './schemas.js'
