@@ -1,0 +1,70 @@
+import { join } from 'node:path'
+import Fastify from 'fastify'
+import t from 'tap'
+import api from '#src/app.js'
+import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
+import { openSqlite } from '#src/plugins/database/sqlite.js'
+import { startTestProvider } from './helpers/oidc-provider.js'
+
+// The whole API as one plugin in a host app of its own, under a prefix: every API answers below it, the host's own
+// routes and error handling stay the host's.
+
+t.test('a host app mounts the whole API in one line under its own prefix', async (t) => {
+  const provider = await startTestProvider(t)
+  const host = Fastify()
+  host.get('/', async () => ({ host: 'mine' }))
+  host.get('/boom', async () => {
+    throw new Error('the host\'s own failure')
+  })
+  await host.register(api, {
+    prefix: '/mrmat',
+    database: openSqlite(join(t.testdir(), 'api.sqlite')),
+    migrate: true,
+    swaggerUi: false,
+    auth: resolveAuthSettings({ issuer: provider.issuer, audience: provider.audience }),
+  })
+  t.teardown(() => host.close())
+  await host.ready()
+  await host.identityProvider?.start()
+
+  const greeting = await host.inject('/mrmat/api/greeting/v1/')
+  t.same([greeting.statusCode, greeting.json()], [200, { message: 'Hello World' }], 'greeting v1 below the prefix')
+  t.match(greeting.headers['x-request-id'], /^req-\d+$/, 'the API echoes the request id the host made')
+
+  const token = await provider.jwt()
+  const authorization = `Bearer ${token}`
+  const v3 = await host.inject({ url: '/mrmat/api/greeting/v3/', headers: { authorization } })
+  t.same([v3.statusCode, v3.json()], [200, { message: 'Hello test-client-display' }], 'greeting v3 with a real token')
+
+  const created = await host.inject({
+    method: 'POST',
+    url: '/mrmat/api/resource/v1/',
+    headers: { authorization },
+    payload: { name: 'hosted' },
+  })
+  t.equal(created.statusCode, 201, 'resource v1 creates')
+  const { id } = created.json<{ id: number }>()
+  t.equal(created.headers.location, `http://localhost/mrmat/api/resource/v1/${id}`, 'Location carries the prefix')
+
+  const ready = await host.inject('/mrmat/healthz/readiness')
+  t.same(ready.json(), { status: 'OK', checks: [{ name: 'database', status: 'OK' }] }, 'readiness below the prefix')
+
+  const document = (await host.inject('/mrmat/openapi.json')).json<{ paths: Record<string, unknown>, tags: unknown[] }>()
+  t.ok('/mrmat/api/resource/v1/{id}' in document.paths, 'the OpenAPI document has the prefixed paths')
+  t.equal(document.tags.length, 5, 'and the tags the API plugins brought')
+
+  const missing = await host.inject('/mrmat/nope')
+  t.equal(missing.statusCode, 404)
+  t.match(missing.headers['content-type'], /^application\/problem\+json/, 'below the prefix a 404 is a problem')
+  const refused = await host.inject({ method: 'DELETE', url: '/mrmat/api/greeting/v1/' })
+  t.same([refused.statusCode, refused.headers.allow], [405, 'GET, HEAD'], 'and a wrong method a 405')
+
+  const own = await host.inject('/')
+  t.same([own.statusCode, own.json()], [200, { host: 'mine' }], 'the host\'s own route is untouched')
+  const ownMissing = await host.inject('/nope')
+  t.same([ownMissing.statusCode, ownMissing.headers['content-type']], [404, 'application/json; charset=utf-8'],
+    'the host\'s own 404 stays Fastify\'s')
+  const ownFailure = await host.inject('/boom')
+  t.match(ownFailure.json(), { statusCode: 500, message: 'the host\'s own failure' }, 'as do its errors')
+  t.notOk('x-request-id' in ownFailure.headers, 'and the API\'s hooks do not run on the host\'s routes')
+})
