@@ -17,7 +17,9 @@ teardowns.push(() => { rmSync(dir, { recursive: true, force: true }) })
 const provider = await startTestProvider({ teardown: (fn) => teardowns.unshift(fn) })
 
 const baseline = Fastify()
-baseline.get('/', { schema: { response: { 200: Type.Object({ message: Type.String() }) } } }, async () => ({ message: 'Hello World' }))
+baseline.get('/', {
+  schema: { response: { 200: Type.Object({ message: Type.String() }) } },
+}, async () => ({ message: 'Hello World' }))
 const baselineUrl = await baseline.listen({ host: '127.0.0.1', port: 0 })
 
 const app = await buildApp({

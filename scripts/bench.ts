@@ -29,7 +29,12 @@ let created = 0
 const scenarios: Scenario[] = [
   { name: 'greeting v1', url: (t) => `${t.appUrl}/api/greeting/v1/` },
   { name: 'greeting v3 (bearer token)', url: (t) => `${t.appUrl}/api/greeting/v3/`, options: bearer, floor: 0.85 },
-  { name: 'resource v1 get by id', url: (t) => `${t.appUrl}/api/resource/v1/${String(t.resourceId)}`, options: bearer, floor: 0.75 },
+  {
+    name: 'resource v1 get by id',
+    url: (t) => `${t.appUrl}/api/resource/v1/${String(t.resourceId)}`,
+    options: bearer,
+    floor: 0.75,
+  },
   {
     name: 'resource v1 create',
     url: (t) => `${t.appUrl}/api/resource/v1/`,
@@ -37,18 +42,25 @@ const scenarios: Scenario[] = [
     options: (t) => ({
       method: 'POST',
       headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' },
-      requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ name: `bench-${String(created++)}` }) }) }],
+      requests: [{
+        setupRequest: (request) => ({ ...request, body: JSON.stringify({ name: `bench-${String(created++)}` }) }),
+      }],
     }),
   },
 ]
 
-async function measure(url: string, options: Partial<autocannon.Options> = {}): Promise<{ rps: number, errors: number, non2xx: number }> {
+async function measure(
+  url: string,
+  options: Partial<autocannon.Options> = {},
+): Promise<{ rps: number, errors: number, non2xx: number }> {
   const result = await autocannon({ url, connections, duration, ...options })
   return { rps: result.requests.average, errors: result.errors + result.timeouts, non2xx: result.non2xx }
 }
 
 async function startServers(): Promise<{ targets: Targets, stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-server.ts'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-server.ts'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout }).once('line', resolve)
     child.once('exit', (code) => { reject(new Error(`the bench server exited with ${String(code)}`)) })
@@ -77,7 +89,14 @@ try {
   const baseline = (before.rps + after.rps) / 2
 
   const rows = [
-    { route: 'bare Fastify (baseline)', 'req/s': Math.round(baseline), ratio: '1.00', floor: '', verdict: '', 'errors/non-2xx': `${String(before.errors + after.errors)}/${String(before.non2xx + after.non2xx)}` },
+    {
+      route: 'bare Fastify (baseline)',
+      'req/s': Math.round(baseline),
+      ratio: '1.00',
+      floor: '',
+      verdict: '',
+      'errors/non-2xx': `${String(before.errors + after.errors)}/${String(before.non2xx + after.non2xx)}`,
+    },
     ...results.map((r) => {
       const ratio = r.rps / baseline
       return {
@@ -90,7 +109,10 @@ try {
       }
     }),
   ]
-  console.log(`\n${String(connections)} connections, ${String(duration)} s a run, Node ${process.version}; baseline ${String(Math.round(before.rps))} then ${String(Math.round(after.rps))} req/s`)
+  console.log(
+    `\n${String(connections)} connections, ${String(duration)} s a run, Node ${process.version}; `
+    + `baseline ${String(Math.round(before.rps))} then ${String(Math.round(after.rps))} req/s`,
+  )
   console.table(rows)
 } finally {
   await stop()

@@ -26,7 +26,10 @@ for (const { dialect, kitDialect, schema } of dialects) {
   rmSync(scratch, { recursive: true, force: true })
   try {
     cpSync(committed, scratch, { recursive: true })
-    const run = (args) => execFileSync('npx', ['drizzle-kit', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    const run = (args) => execFileSync('npx', ['drizzle-kit', ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const output = run(['check', '--dialect', kitDialect, '--out', committed])
       + run(['generate', '--dialect', kitDialect, '--schema', schema, '--out', scratch])
     if (/error/i.test(output)) throw new Error(`drizzle-kit failed for ${dialect}:\n${output}`)
@@ -36,7 +39,10 @@ for (const { dialect, kitDialect, schema } of dialects) {
       || !readFileSync(join(committed, name)).equals(readFileSync(join(scratch, name))))
     if (changed.length > 0) {
       drift = true
-      console.error(`drizzle/${dialect}: the schema has changes without a committed migration (${changed.join(', ')}); run npm run db:generate`)
+      console.error(
+        `drizzle/${dialect}: the schema has changes without a committed migration (${changed.join(', ')}); `
+        + 'run npm run db:generate',
+      )
     } else {
       console.log(`drizzle/${dialect}: migrations match the schema`)
     }

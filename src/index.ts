@@ -40,6 +40,12 @@ export {
   type PostgresDatabase,
 } from './plugins/database/index.js'
 
-export { default as readiness, type Readiness, type ReadinessCheck, type ReadinessOptions, type CheckResult } from './plugins/readiness.js'
+export {
+  default as readiness,
+  type Readiness,
+  type ReadinessCheck,
+  type ReadinessOptions,
+  type CheckResult,
+} from './plugins/readiness.js'
 export { default as openapi, type OpenApiOptions } from './plugins/openapi.js'
 export { packageVersion } from './lib/package-info.js'

@@ -36,7 +36,12 @@ function readableFile(path: string, where: string): string {
  * here. Adding an option is an entry here plus the line that uses it.
  */
 export const SERVER_OPTIONS = {
-  host: { group: GROUPS.server, schema: Type.String({ minLength: 1 }), default: 'localhost', description: 'Address to listen on' },
+  host: {
+    group: GROUPS.server,
+    schema: Type.String({ minLength: 1 }),
+    default: 'localhost',
+    description: 'Address to listen on',
+  },
   port: {
     group: GROUPS.server,
     schema: Type.Integer({ minimum: 0, maximum: 65535 }),
@@ -189,7 +194,13 @@ export const SERVER_OPTIONS = {
     default: 0,
     description: 'Milliseconds readiness fails while still serving, before the listener closes',
   },
-  debug: { group: GROUPS.logging, alias: 'd', schema: Type.Boolean(), default: false, description: 'Log at debug level' },
+  debug: {
+    group: GROUPS.logging,
+    alias: 'd',
+    schema: Type.Boolean(),
+    default: false,
+    description: 'Log at debug level',
+  },
 } satisfies OptionTable
 
 export const SERVER_NAMING: TableNaming = { envPrefix: 'MRMAT_', fileCase: 'kebab' }

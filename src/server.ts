@@ -31,7 +31,9 @@ function trustProxyOption(trust: TrustProxy): boolean | string[] | ((address: st
  */
 export function createServer(settings: ServerSettings = {}): FastifyInstance {
   const server = Fastify({
-    ...(settings.loggerInstance === undefined ? { logger: settings.logger ?? false } : { loggerInstance: settings.loggerInstance }),
+    ...(settings.loggerInstance === undefined
+      ? { logger: settings.logger ?? false }
+      : { loggerInstance: settings.loggerInstance }),
     genReqId: genRequestId,
     bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
     trustProxy: trustProxyOption(settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default),

@@ -15,7 +15,11 @@ const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/liveness', {
-    schema: { summary: 'Liveness probe: the process answers', tags, response: { 200: HealthSchema, ...problemResponses() } },
+    schema: {
+      summary: 'Liveness probe: the process answers',
+      tags,
+      response: { 200: HealthSchema, ...problemResponses() },
+    },
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/readiness', {

@@ -8,7 +8,10 @@ export const HealthSchema = Type.Object(
 export const ReadinessSchema = Type.Object(
   {
     status: Type.Literal('OK'),
-    checks: Type.Array(Type.Object({ name: Type.String(), status: Type.Literal('OK') }, { additionalProperties: false })),
+    checks: Type.Array(Type.Object(
+      { name: Type.String(), status: Type.Literal('OK') },
+      { additionalProperties: false },
+    )),
   },
   { additionalProperties: false },
 )

@@ -43,7 +43,10 @@ export async function runPrimary(options: ClusterOptions): Promise<void> {
   const fork = (): void => {
     const worker = cluster.fork()
     tracked.set(worker, { forkedAt: Date.now(), listening: false })
-    log.info({ worker: worker.id, workerPid: worker.process.pid }, `forked worker ${worker.id} (pid ${worker.process.pid ?? '?'})`)
+    log.info(
+      { worker: worker.id, workerPid: worker.process.pid },
+      `forked worker ${worker.id} (pid ${worker.process.pid ?? '?'})`,
+    )
   }
 
   return new Promise<void>((resolve, reject) => {
@@ -77,7 +80,9 @@ export async function runPrimary(options: ClusterOptions): Promise<void> {
         else worker.process.kill('SIGTERM')
       }
       killTimer = setTimeout(() => {
-        failure ??= new ClusterError(`workers still running ${options.shutdownTimeout + 2000} ms after shutdown began: killed`)
+        failure ??= new ClusterError(
+          `workers still running ${options.shutdownTimeout + 2000} ms after shutdown began: killed`,
+        )
         for (const worker of tracked.keys()) worker.process.kill('SIGKILL')
       }, options.shutdownTimeout + 2000)
       killTimer.unref()
@@ -101,7 +106,10 @@ export async function runPrimary(options: ClusterOptions): Promise<void> {
       if (state === undefined) return
       state.listening = true
       startFailures = 0
-      log.info({ worker: worker.id, workerPid: worker.process.pid }, `worker ${worker.id} (pid ${worker.process.pid ?? '?'}) is serving`)
+      log.info(
+        { worker: worker.id, workerPid: worker.process.pid },
+        `worker ${worker.id} (pid ${worker.process.pid ?? '?'}) is serving`,
+      )
     }
 
     function onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -110,21 +118,24 @@ export async function runPrimary(options: ClusterOptions): Promise<void> {
       if (state === undefined) return
       const how = signal === null ? `exit code ${code ?? '?'}` : `signal ${signal}`
       const fields = { worker: worker.id, workerPid: worker.process.pid, code, signal }
+      const label = `worker ${worker.id} (pid ${worker.process.pid ?? '?'})`
       if (stopping !== undefined) {
-        if (code !== 0 && state.listening) failure ??= new ClusterError(`worker ${worker.id} (pid ${worker.process.pid ?? '?'}) stopped with ${how}`)
-        log.info(fields, `worker ${worker.id} (pid ${worker.process.pid ?? '?'}) stopped with ${how}`)
+        if (code !== 0 && state.listening) failure ??= new ClusterError(`${label} stopped with ${how}`)
+        log.info(fields, `${label} stopped with ${how}`)
         if (tracked.size === 0) finish()
         return
       }
       const failedToStart = !state.listening || Date.now() - state.forkedAt < START_WINDOW_MS
       startFailures = failedToStart ? startFailures + 1 : 0
       if (startFailures >= MAX_START_FAILURES) {
-        log.error(fields, `worker ${worker.id} (pid ${worker.process.pid ?? '?'}) died with ${how}; ${startFailures} workers in a row failed to start, giving up`)
-        failure = new ClusterError(`the workers keep failing to start (${startFailures} in a row, the last with ${how}); see the log above`)
+        log.error(fields, `${label} died with ${how}; ${startFailures} workers in a row failed to start, giving up`)
+        failure = new ClusterError(
+          `the workers keep failing to start (${startFailures} in a row, the last with ${how}); see the log above`,
+        )
         stopAll('workers failing to start')
         return
       }
-      log.error(fields, `worker ${worker.id} (pid ${worker.process.pid ?? '?'}) died with ${how}; starting a replacement`)
+      log.error(fields, `${label} died with ${how}; starting a replacement`)
       fork()
     }
 

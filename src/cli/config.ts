@@ -29,16 +29,20 @@ export function resolveServerConfig(sources: OptionSources): ServerConfig {
   const database = db ?? { dialect: 'sqlite' as const, file: join(options.instancePath, DEFAULT_DATABASE_FILE) }
   const workers = workersOption === 'auto' ? availableParallelism() : workersOption
   if (workers > 1 && database.dialect === 'sqlite' && database.file === SQLITE_MEMORY) {
-    throw new ConfigError('invalid --workers: an in-memory database is private to each process, so it needs --workers 1')
+    throw new ConfigError(
+      'invalid --workers: an in-memory database is private to each process, so it needs --workers 1',
+    )
   }
   if (options.shutdownDelay >= options.shutdownTimeout) {
     throw new ConfigError(
-      `invalid --shutdown-delay (${options.shutdownDelay}): must be shorter than --shutdown-timeout (${options.shutdownTimeout})`,
+      `invalid --shutdown-delay (${options.shutdownDelay}): `
+      + `must be shorter than --shutdown-timeout (${options.shutdownTimeout})`,
     )
   }
   if (options.requestTimeout > 0 && options.headersTimeout > options.requestTimeout) {
     throw new ConfigError(
-      `invalid --headers-timeout (${options.headersTimeout}): must not exceed --request-timeout (${options.requestTimeout})`,
+      `invalid --headers-timeout (${options.headersTimeout}): `
+      + `must not exceed --request-timeout (${options.requestTimeout})`,
     )
   }
   const auth = resolveAuthSettings({

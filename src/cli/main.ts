@@ -43,11 +43,17 @@ export async function parseCommandLine(args: string[], env: NodeJS.ProcessEnv = 
     .scriptName(NAME)
     .usage(USAGE)
     .parserConfiguration({ 'duplicate-arguments-array': false })
-    .option('config', { type: 'string', description: `JSON file with option values (also ${CONFIG_ENV})`, group: 'Server:' })
+    .option('config', {
+      type: 'string',
+      description: `JSON file with option values (also ${CONFIG_ENV})`,
+      group: 'Server:',
+    })
     .options(yargsOptions(SERVER_OPTIONS))
     .command(['serve', '$0'], 'Apply migrations and serve the API (default)', {}, command('serve'))
     .command('migrate', 'Apply database migrations and exit', {}, command('migrate'))
-    .command('openapi', 'Print the OpenAPI document as JSON and exit', {}, () => { invocation = { command: 'openapi' } })
+    .command('openapi', 'Print the OpenAPI document as JSON and exit', {}, () => {
+      invocation = { command: 'openapi' }
+    })
     .version(packageVersion)
     .alias('h', 'help')
     .strict()

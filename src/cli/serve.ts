@@ -52,7 +52,10 @@ export async function serve(config: ServerConfig): Promise<void> {
   if (config.auth === undefined) {
     log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets or --issuer)')
   } else {
-    log.info({ issuer: config.auth.issuer, audience: config.auth.audience }, 'bearer tokens are verified against the identity provider')
+    log.info(
+      { issuer: config.auth.issuer, audience: config.auth.audience },
+      'bearer tokens are verified against the identity provider',
+    )
   }
   try {
     await app.listen({ host: config.host, port: config.port })
@@ -63,9 +66,10 @@ export async function serve(config: ServerConfig): Promise<void> {
   // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
   // Past --shutdown-timeout it exits 1 with whatever is still in flight.
   const grace = closeWithGrace({ delay: config.shutdownTimeout, logger: log }, async ({ signal, err, manual }) => {
+    const requestedBy = manual === true ? 'primary' : undefined
     if (err !== undefined) log.error({ err }, 'shutting down after an uncaught error')
     // Readiness fails from here on; the requests in flight finish.
-    else log.info({ signal, requestedBy: manual === true ? 'primary' : undefined, delay: config.shutdownDelay }, 'shutting down')
+    else log.info({ signal, requestedBy, delay: config.shutdownDelay }, 'shutting down')
     app.lifecycle.beginShutdown()
     // Still accepting while a load balancer probing readiness notices and stops sending.
     if (config.shutdownDelay > 0) await sleep(config.shutdownDelay)

@@ -11,9 +11,11 @@ export type GreetingVersion = 'v1' | 'v2' | 'v3'
 const isHealth = (body: unknown): body is { status: string } => isObject(body) && typeof body.status === 'string'
 const isGreeting = (body: unknown): body is { message: string } => isObject(body) && typeof body.message === 'string'
 const isResource = (body: unknown): body is Resource =>
-  isObject(body) && typeof body.id === 'number' && typeof body.name === 'string' && isObject(body.owner) && typeof body.owner.name === 'string'
+  isObject(body) && typeof body.id === 'number' && typeof body.name === 'string'
+  && isObject(body.owner) && typeof body.owner.name === 'string'
 const isPage = (body: unknown): body is ResourcePage =>
-  isObject(body) && Array.isArray(body.resources) && body.resources.every(isResource) && (body.next === null || typeof body.next === 'string')
+  isObject(body) && Array.isArray(body.resources) && body.resources.every(isResource)
+  && (body.next === null || typeof body.next === 'string')
 
 /**
  * Pages followed at most by one `resource list`: a server whose next links never end must not keep the client forever.
@@ -29,7 +31,9 @@ function problemOf(answer: Answer): ProblemBody | undefined {
  * "the server says: 404 Not Found: There is no resource 9 (request id …)", from the problem body where there is one.
  */
 function describe(answer: Answer, problem: ProblemBody | undefined): string {
-  const title = typeof problem?.title === 'string' ? oneLine(problem.title, 100) : STATUS_CODES[answer.status] ?? 'error'
+  const title = typeof problem?.title === 'string'
+    ? oneLine(problem.title, 100)
+    : STATUS_CODES[answer.status] ?? 'error'
   const detail = typeof problem?.detail === 'string' && problem.detail !== title ? `: ${oneLine(problem.detail)}` : ''
   const requestId = typeof problem?.requestId === 'string' ? ` (request id ${oneLine(problem.requestId, 128)})` : ''
   return `the server says: ${answer.status} ${title}${detail}${requestId}`
@@ -65,7 +69,10 @@ export class Api {
   #object<T>(answer: Answer, check: (body: unknown) => body is T): T {
     const body = json(answer)
     if (!check(body)) {
-      throw new NetworkError(`the server at ${this.#party.at} answered ${answer.status} with something other than this API's JSON; is --server right?`)
+      throw new NetworkError(
+        `the server at ${this.#party.at} answered ${answer.status} with something other than this API's JSON; `
+        + 'is --server right?',
+      )
     }
     return body
   }
@@ -108,7 +115,9 @@ export class Api {
       if (next.origin !== this.server.origin) {
         throw new NetworkError(`the server's next page is on another origin (${next.origin}); not sending it the token`)
       }
-      if (seen.has(next.href) || pages >= MAX_PAGES) throw new NetworkError(`the server's next links do not end (at ${next.href})`)
+      if (seen.has(next.href) || pages >= MAX_PAGES) {
+        throw new NetworkError(`the server's next links do not end (at ${next.href})`)
+      }
       seen.add(next.href)
       page = await this.#page(next)
     }

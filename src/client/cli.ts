@@ -7,7 +7,15 @@ import { packageVersion } from '../lib/package-info.js'
 import { Api, type GreetingVersion, type Resource } from './api.js'
 import { MAX_PAGE_SIZE, MAX_RESOURCE_ID } from '#plugins/resource/v1/contract.js'
 import { EXIT_USAGE, exitCodeOf } from '../lib/errors.js'
-import { CLIENT_NAME, clientYargsOptions, CONFIG_ENV, requireSettings, resolveSettings, seconds, type ClientSettings } from './config.js'
+import {
+  CLIENT_NAME,
+  clientYargsOptions,
+  CONFIG_ENV,
+  requireSettings,
+  resolveSettings,
+  seconds,
+  type ClientSettings,
+} from './config.js'
 import { ApiError, EXIT_API, EXIT_OK, UsageError } from './errors.js'
 import type { HttpOptions } from './http.js'
 import { Output, table, type Io } from './output.js'
@@ -53,7 +61,9 @@ function api(ctx: Context): Api {
 function resourceId(value: unknown): number {
   const text = String(value)
   const id = /^\d+$/.test(text) ? Number(text) : NaN
-  if (!(id >= 1 && id <= MAX_RESOURCE_ID)) throw new UsageError(`a resource id is a whole number from 1 to ${MAX_RESOURCE_ID}, not ${JSON.stringify(text)}`)
+  if (!(id >= 1 && id <= MAX_RESOURCE_ID)) {
+    throw new UsageError(`a resource id is a whole number from 1 to ${MAX_RESOURCE_ID}, not ${JSON.stringify(text)}`)
+  }
   return id
 }
 
@@ -86,21 +96,30 @@ function cli(args: string[], io: Io, state: RunState): Argv {
 The client of the MrMat REST API. Settings come from flags, else MRMAT_CLIENT_* variables (MRMAT_CLIENT_ID,
 MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else the JSON config file
 (keys client_id, client_secret, discovery_url, server, read_scope, write_scope, timeout).`)
-    .epilog('Exit codes: 0 success, 1 API error or server/provider unreachable, 2 bad usage or configuration, 3 authentication failure.')
+    .epilog(
+      'Exit codes: 0 success, 1 API error or server/provider unreachable, 2 bad usage or configuration, '
+      + '3 authentication failure.',
+    )
     .parserConfiguration({ 'duplicate-arguments-array': false })
     .options({
       config: {
         type: 'string',
         description: `JSON config file (also ${CONFIG_ENV})`,
-        defaultDescription: '$XDG_CONFIG_HOME/mrmat-ts-api-fastify/client.json, XDG_CONFIG_HOME defaulting to ~/.config',
+        defaultDescription: '$XDG_CONFIG_HOME/mrmat-ts-api-fastify/client.json, '
+          + 'XDG_CONFIG_HOME defaulting to ~/.config',
       },
       ...clientYargsOptions(),
     })
     .command('login', 'Log in: the device flow in a browser, or --client-credentials for automation', (y) => y.options({
-      'client-credentials': { type: 'boolean', default: false, description: 'Log in as the client itself (needs the client secret)' },
+      'client-credentials': {
+        type: 'boolean',
+        default: false,
+        description: 'Log in as the client itself (needs the client secret)',
+      },
       'poll-interval': {
         type: 'number',
-        description: `Seconds between polls for the sign-in, instead of the provider's interval; a slow_down then adds at most this much (also ${POLL_ENV})`,
+        description: `Seconds between polls for the sign-in, instead of the provider's interval; `
+          + `a slow_down then adds at most this much (also ${POLL_ENV})`,
         defaultDescription: 'the provider\'s interval, else 5',
       },
     }), run(async (ctx, argv) => {
@@ -111,16 +130,27 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       }
       const flag = argv['poll-interval']
       const variable = ctx.io.env[POLL_ENV]
-      const given = flag !== undefined ? { value: flag, where: '--poll-interval' } : variable !== undefined && variable !== '' ? { value: variable, where: POLL_ENV } : undefined
+      const given = flag !== undefined
+        ? { value: flag, where: '--poll-interval' }
+        : variable !== undefined && variable !== '' ? { value: variable, where: POLL_ENV } : undefined
       const pollInterval = given === undefined ? undefined : seconds(given.value, given.where, { min: 0.01, max: 600 })
       await loginWithDevice(session(ctx), { pollInterval })
     }))
-    .command('logout', 'Forget the cached tokens (and revoke the refresh token at the provider)', {}, run(async (ctx) => {
-      await logout(session(ctx))
-    }))
+    .command(
+      'logout',
+      'Forget the cached tokens (and revoke the refresh token at the provider)',
+      {},
+      run(async (ctx) => {
+        await logout(session(ctx))
+      }),
+    )
     // Not [version]: yargs would take that for --version.
     .command('greeting [api-version]', 'Greet: v1 the World, v2 --name, v3 the logged-in caller', (y) => y
-      .positional('api-version', { choices: ['v1', 'v2', 'v3'] as const, default: 'v1' as const, description: 'The greeting API version' })
+      .positional('api-version', {
+        choices: ['v1', 'v2', 'v3'] as const,
+        default: 'v1' as const,
+        description: 'The greeting API version',
+      })
       .options({ name: { type: 'string', description: 'Whom greeting v2 greets' } }), run(async (ctx, argv) => {
       const version = argv['api-version'] as GreetingVersion
       const name = argv.name as string | undefined
@@ -135,23 +165,32 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       }), run(async (ctx, argv) => {
         const limit = integer(argv.limit, '--limit', 1, MAX_PAGE_SIZE)
         const after = integer(argv.after, '--after', 0, MAX_RESOURCE_ID)
-        if (after !== undefined && limit === undefined) throw new UsageError('--after needs --limit: without it every resource is listed')
+        if (after !== undefined && limit === undefined) {
+          throw new UsageError('--after needs --limit: without it every resource is listed')
+        }
         const client = api(ctx)
         if (limit === undefined) {
           const resources = await client.listAll()
-          ctx.output.result(resources.length === 0 ? 'No resources.' : resourceRows(resources), { resources, next: null })
+          ctx.output.result(
+            resources.length === 0 ? 'No resources.' : resourceRows(resources),
+            { resources, next: null },
+          )
           return
         }
         const page = await client.listPage(limit, after)
         ctx.output.result(page.resources.length === 0 ? 'No resources.' : resourceRows(page.resources), page)
         const last = page.resources.at(-1)
-        if (page.next !== null && last !== undefined) ctx.output.note(`More: ${CLIENT_NAME} resource list --limit ${limit} --after ${last.id}`)
+        if (page.next !== null && last !== undefined) {
+          ctx.output.note(`More: ${CLIENT_NAME} resource list --limit ${limit} --after ${last.id}`)
+        }
       }))
-      .command('get <id>', 'Show one resource', (y) => y.positional('id', { type: 'string', description: 'The resource id' }), run(async (ctx, argv) => {
+      .command('get <id>', 'Show one resource', (y) => y
+        .positional('id', { type: 'string', description: 'The resource id' }), run(async (ctx, argv) => {
         const resource = await api(ctx).get(resourceId(argv.id))
         ctx.output.result(resourceRows([resource]), resource)
       }))
-      .command('create <name>', 'Create a resource you own', (y) => y.positional('name', { type: 'string' }), run(async (ctx, argv) => {
+      .command('create <name>', 'Create a resource you own', (y) => y
+        .positional('name', { type: 'string' }), run(async (ctx, argv) => {
         const resource = await api(ctx).create(resourceName(argv.name))
         ctx.output.result(`Created resource ${resource.id}: ${resource.name}`, resource)
       }))
@@ -160,7 +199,8 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
         const resource = await api(ctx).rename(resourceId(argv.id), resourceName(argv.name))
         ctx.output.result(`Renamed resource ${resource.id}: ${resource.name}`, resource)
       }))
-      .command('delete <id>', 'Delete a resource you own', (y) => y.positional('id', { type: 'string' }), run(async (ctx, argv) => {
+      .command('delete <id>', 'Delete a resource you own', (y) => y
+        .positional('id', { type: 'string' }), run(async (ctx, argv) => {
         const id = resourceId(argv.id)
         await api(ctx).remove(id)
         ctx.output.result(`Deleted resource ${id}`, { id, deleted: true })
@@ -188,7 +228,9 @@ function report(error: unknown, io: Io, state: RunState): number {
   // yargs' own messages can span lines (invalid choices); the report is one line.
   io.stderr.write(`${CLIENT_NAME}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`)
   if (err instanceof ApiError) {
-    for (const field of err.problem?.errors ?? []) io.stderr.write(`  ${field.in ?? ''} ${field.name ?? ''}: ${field.detail ?? ''}\n`)
+    for (const field of err.problem?.errors ?? []) {
+      io.stderr.write(`  ${field.in ?? ''} ${field.name ?? ''}: ${field.detail ?? ''}\n`)
+    }
     if (state.json && err.problem !== undefined) io.stdout.write(`${JSON.stringify(err.problem)}\n`)
   }
   if (code === EXIT_USAGE) io.stderr.write(`Run '${CLIENT_NAME} --help' for usage.\n`)

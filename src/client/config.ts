@@ -56,15 +56,30 @@ const CLIENT_OPTIONS = {
     group: GROUPS.provider,
     description: 'The identity provider\'s discovery document URL (or its issuer URL)',
   },
-  clientId: { kind: 'string', group: GROUPS.provider, env: 'MRMAT_CLIENT_ID', description: 'This client\'s id at the identity provider' },
+  clientId: {
+    kind: 'string',
+    group: GROUPS.provider,
+    env: 'MRMAT_CLIENT_ID',
+    description: 'This client\'s id at the identity provider',
+  },
   clientSecret: {
     kind: 'string',
     group: GROUPS.provider,
     env: 'MRMAT_CLIENT_SECRET',
     description: 'This client\'s secret; public clients have none',
   },
-  readScope: { kind: 'scope', group: GROUPS.provider, default: DEFAULT_READ_SCOPE, description: 'The API\'s read scope' },
-  writeScope: { kind: 'scope', group: GROUPS.provider, default: DEFAULT_WRITE_SCOPE, description: 'The API\'s write scope' },
+  readScope: {
+    kind: 'scope',
+    group: GROUPS.provider,
+    default: DEFAULT_READ_SCOPE,
+    description: 'The API\'s read scope',
+  },
+  writeScope: {
+    kind: 'scope',
+    group: GROUPS.provider,
+    default: DEFAULT_WRITE_SCOPE,
+    description: 'The API\'s write scope',
+  },
   quiet: {
     kind: 'boolean',
     group: GROUPS.output,
@@ -81,11 +96,19 @@ const CLIENT_OPTIONS = {
     file: false,
     description: 'A line per HTTP exchange, and stack traces of unexpected errors',
   },
-  json: { kind: 'boolean', group: GROUPS.output, default: false, file: false, description: 'Results as JSON on stdout (one line each)' },
+  json: {
+    kind: 'boolean',
+    group: GROUPS.output,
+    default: false,
+    file: false,
+    description: 'Results as JSON on stdout (one line each)',
+  },
 } as const satisfies Record<string, Setting>
 
 type SettingName = keyof typeof CLIENT_OPTIONS
-type SettingValue<S extends Setting> = S extends { default: unknown } ? KindValues[S['kind']] : KindValues[S['kind']] | undefined
+type SettingValue<S extends Setting> = S extends { default: unknown }
+  ? KindValues[S['kind']]
+  : KindValues[S['kind']] | undefined
 
 /** The client's configuration once flags, MRMAT_CLIENT_* variables and the config file are merged and checked. */
 export type ClientSettings = { -readonly [K in SettingName]: SettingValue<(typeof CLIENT_OPTIONS)[K]> } & {
@@ -107,9 +130,16 @@ function naming(name: string, setting: Setting): { flag: string, env: string, fi
 const SETTINGS: [SettingName, Setting][] = Object.entries(CLIENT_OPTIONS) as [SettingName, Setting][]
 
 /** The settings as yargs options; defaults are shown, not applied, so that a flag not given lets a variable through. */
-export function clientYargsOptions(): Record<string, { type: 'string' | 'number' | 'boolean', description: string, group: string, alias?: string, defaultDescription?: string }> {
+export function clientYargsOptions(): Record<string, {
+  type: 'string' | 'number' | 'boolean',
+  description: string,
+  group: string,
+  alias?: string,
+  defaultDescription?: string,
+}> {
   return Object.fromEntries(SETTINGS.map(([name, setting]) => {
-    const shown = setting.defaultDescription ?? (setting.default === undefined || setting.default === false ? undefined : String(setting.default))
+    const shown = setting.defaultDescription
+      ?? (setting.default === undefined || setting.default === false ? undefined : String(setting.default))
     return [naming(name, setting).flag, {
       type: setting.kind === 'boolean' ? 'boolean' : setting.kind === 'seconds' ? 'number' : 'string',
       description: setting.description,
@@ -127,7 +157,11 @@ const FILE_KEYS: string[] = SETTINGS.flatMap(([name, setting]) => naming(name, s
  * An XDG base directory: the variable when it is an absolute path (the spec says to ignore relative ones), else
  * ~/<fallback>.
  */
-export function xdgDir(env: NodeJS.ProcessEnv, variable: 'XDG_CONFIG_HOME' | 'XDG_CACHE_HOME', fallback: string): string {
+export function xdgDir(
+  env: NodeJS.ProcessEnv,
+  variable: 'XDG_CONFIG_HOME' | 'XDG_CACHE_HOME',
+  fallback: string,
+): string {
   const value = env[variable]
   if (value !== undefined && isAbsolute(value)) return value
   return join(env.HOME !== undefined && env.HOME !== '' ? env.HOME : homedir(), fallback)
@@ -144,7 +178,9 @@ function httpUrl(value: string, where: string): URL {
   } catch {
     throw new UsageError(`${where} is not a URL: ${JSON.stringify(value)}`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${where} must be an http or https URL: ${value}`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${where} must be an http or https URL: ${value}`)
+  }
   if (url.username !== '' || url.password !== '') throw new UsageError(`${where} must not hold a user name or password`)
   if (url.search !== '' || url.hash !== '') throw new UsageError(`${where} must not have a query or fragment: ${value}`)
   return url
@@ -179,7 +215,8 @@ export function envBoolean(value: string, where: string): boolean {
 export function seconds(value: unknown, where: string, options: { min: number, max: number }): number {
   const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
   if (typeof number !== 'number' || !Number.isFinite(number)) {
-    throw new UsageError(`${where} must be a number of seconds${typeof value === 'string' ? `, not ${JSON.stringify(value)}` : ''}`)
+    const given = typeof value === 'string' ? `, not ${JSON.stringify(value)}` : ''
+    throw new UsageError(`${where} must be a number of seconds${given}`)
   }
   if (number < options.min || number > options.max) {
     throw new UsageError(`${where} must be between ${options.min} and ${options.max} seconds, not ${number}`)
@@ -211,7 +248,9 @@ function check(kind: Kind, value: unknown, where: string): KindValues[Kind] | un
  * given.
  */
 export function resolveSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): ClientSettings {
-  const explicitFile = typeof flags.config === 'string' ? flags.config : env[CONFIG_ENV] !== '' ? env[CONFIG_ENV] : undefined
+  const explicitFile = typeof flags.config === 'string'
+    ? flags.config
+    : env[CONFIG_ENV] !== '' ? env[CONFIG_ENV] : undefined
   const configFile = explicitFile ?? defaultConfigFile(env)
   // The default file is optional: flags and variables can carry everything.
   const file = readConfigFile(configFile, FILE_KEYS, explicitFile === undefined)
@@ -221,7 +260,9 @@ export function resolveSettings(flags: Record<string, unknown>, env: NodeJS.Proc
     let value: unknown
     if (flags[name] !== undefined) value = check(setting.kind, flags[name], `--${flag}`)
     else if (env[variable] !== undefined && env[variable] !== '') value = check(setting.kind, env[variable], variable)
-    else if (key !== undefined && file?.[key] !== undefined) value = check(setting.kind, file[key], `"${key}" in ${configFile}`)
+    else if (key !== undefined && file?.[key] !== undefined) {
+      value = check(setting.kind, file[key], `"${key}" in ${configFile}`)
+    }
     settings[name] = value ?? setting.default
   }
   const resolved = settings as ClientSettings

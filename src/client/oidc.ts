@@ -55,12 +55,18 @@ function endpoint(document: Record<string, unknown>, key: string, from: URL): UR
 }
 
 export async function discover(url: URL, http: HttpOptions): Promise<Discovery> {
-  const answer = await exchange({ name: 'identity provider', at: url.href }, url, { headers: { accept: 'application/json' } }, http)
-  if (answer.status !== 200) throw new NetworkError(`the identity provider answered ${answer.status} for its discovery document at ${url.href}`)
+  const answer = await exchange({ name: 'identity provider', at: url.href }, url, {
+    headers: { accept: 'application/json' },
+  }, http)
+  if (answer.status !== 200) {
+    throw new NetworkError(`the identity provider answered ${answer.status} for its discovery document at ${url.href}`)
+  }
   const document = json(answer)
   if (!isObject(document)) throw new NetworkError(`the discovery document at ${url.href} is not a JSON object`)
   const tokenEndpoint = endpoint(document, 'token_endpoint', url)
-  if (tokenEndpoint === undefined) throw new NetworkError(`the discovery document at ${url.href} names no token_endpoint`)
+  if (tokenEndpoint === undefined) {
+    throw new NetworkError(`the discovery document at ${url.href} names no token_endpoint`)
+  }
   const methods = document.token_endpoint_auth_methods_supported
   return {
     issuer: typeof document.issuer === 'string' ? document.issuer : url.origin,
@@ -100,14 +106,23 @@ interface OAuthError {
 function oauthError(answer: Answer): OAuthError | undefined {
   const body = json(answer)
   if (answer.status < 400 || !isObject(body) || typeof body.error !== 'string') return undefined
-  return { error: oneLine(body.error, 80), description: typeof body.error_description === 'string' ? oneLine(body.error_description) : undefined }
+  return {
+    error: oneLine(body.error, 80),
+    description: typeof body.error_description === 'string' ? oneLine(body.error_description) : undefined,
+  }
 }
 
 export function providerSays(error: OAuthError): string {
   return `the identity provider says: ${error.error}${error.description === undefined ? '' : ` (${error.description})`}`
 }
 
-async function post(url: URL, client: OidcClient, discovery: Discovery, form: URLSearchParams, http: HttpOptions): Promise<Answer> {
+async function post(
+  url: URL,
+  client: OidcClient,
+  discovery: Discovery,
+  form: URLSearchParams,
+  http: HttpOptions,
+): Promise<Answer> {
   const headers = authenticate(client, discovery, form)
   return exchange(providerAt(url), url, { method: 'POST', headers, body: form }, http)
 }
@@ -122,7 +137,9 @@ function tokensFrom(url: URL, answer: Answer): Tokens {
     throw unexpected(url, answer, 'an access token')
   }
   if (typeof body.token_type !== 'string' || body.token_type.toLowerCase() !== 'bearer') {
-    throw new NetworkError(`the identity provider at ${url.origin} issued a token of type ${JSON.stringify(body.token_type)}, not Bearer`)
+    throw new NetworkError(
+      `the identity provider at ${url.origin} issued a token of type ${JSON.stringify(body.token_type)}, not Bearer`,
+    )
   }
   const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined)
   return {
@@ -135,7 +152,12 @@ function tokensFrom(url: URL, answer: Answer): Tokens {
 }
 
 /** A token request that either yields tokens or fails with the provider's OAuth error as an authentication failure. */
-async function tokenRequest(discovery: Discovery, client: OidcClient, form: URLSearchParams, http: HttpOptions): Promise<Tokens> {
+async function tokenRequest(
+  discovery: Discovery,
+  client: OidcClient,
+  form: URLSearchParams,
+  http: HttpOptions,
+): Promise<Tokens> {
   const answer = await post(discovery.tokenEndpoint, client, discovery, form, http)
   if (answer.status === 200) return tokensFrom(discovery.tokenEndpoint, answer)
   const error = oauthError(answer)
@@ -143,9 +165,18 @@ async function tokenRequest(discovery: Discovery, client: OidcClient, form: URLS
   throw unexpected(discovery.tokenEndpoint, answer, 'tokens or an OAuth error')
 }
 
-export async function requestDeviceCode(discovery: Discovery, client: OidcClient, scope: string, http: HttpOptions): Promise<DeviceAuthorization> {
+export async function requestDeviceCode(
+  discovery: Discovery,
+  client: OidcClient,
+  scope: string,
+  http: HttpOptions,
+): Promise<DeviceAuthorization> {
   const url = discovery.deviceAuthorizationEndpoint
-  if (url === undefined) throw new AuthError(`the identity provider ${discovery.issuer} offers no device authorization (no device_authorization_endpoint)`)
+  if (url === undefined) {
+    throw new AuthError(
+      `the identity provider ${discovery.issuer} offers no device authorization (no device_authorization_endpoint)`,
+    )
+  }
   const answer = await post(url, client, discovery, new URLSearchParams({ scope }), http)
   const error = oauthError(answer)
   if (error !== undefined) throw new AuthError(providerSays(error))
@@ -153,14 +184,17 @@ export async function requestDeviceCode(discovery: Discovery, client: OidcClient
   if (answer.status !== 200 || !isObject(body)) throw unexpected(url, answer, 'a device code')
   // Some providers (Google's) still say verification_url, as drafts of RFC 8628 did.
   const verificationUri = body.verification_uri ?? body.verification_url
-  if (typeof body.device_code !== 'string' || typeof body.user_code !== 'string' || typeof verificationUri !== 'string') {
+  if (typeof body.device_code !== 'string' || typeof body.user_code !== 'string'
+    || typeof verificationUri !== 'string') {
     throw unexpected(url, answer, 'a device_code, user_code and verification_uri')
   }
   return {
     deviceCode: body.device_code,
     userCode: body.user_code,
     verificationUri,
-    verificationUriComplete: typeof body.verification_uri_complete === 'string' ? body.verification_uri_complete : undefined,
+    verificationUriComplete: typeof body.verification_uri_complete === 'string'
+      ? body.verification_uri_complete
+      : undefined,
     expiresIn: typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 600,
     interval: typeof body.interval === 'number' && body.interval > 0 ? body.interval : undefined,
   }
@@ -219,16 +253,33 @@ export async function pollForTokens(
   }
 }
 
-export async function clientCredentials(discovery: Discovery, client: OidcClient, scope: string, http: HttpOptions): Promise<Tokens> {
+export async function clientCredentials(
+  discovery: Discovery,
+  client: OidcClient,
+  scope: string,
+  http: HttpOptions,
+): Promise<Tokens> {
   return tokenRequest(discovery, client, new URLSearchParams({ grant_type: 'client_credentials', scope }), http)
 }
 
-export async function refresh(discovery: Discovery, client: OidcClient, refreshToken: string, http: HttpOptions): Promise<Tokens> {
-  return tokenRequest(discovery, client, new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }), http)
+export async function refresh(
+  discovery: Discovery,
+  client: OidcClient,
+  refreshToken: string,
+  http: HttpOptions,
+): Promise<Tokens> {
+  const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken })
+  return tokenRequest(discovery, client, form, http)
 }
 
 /** RFC 7009 revocation; false when the provider offers none or refuses. */
-export async function revoke(discovery: Discovery, client: OidcClient, token: string, hint: 'refresh_token' | 'access_token', http: HttpOptions): Promise<boolean> {
+export async function revoke(
+  discovery: Discovery,
+  client: OidcClient,
+  token: string,
+  hint: 'refresh_token' | 'access_token',
+  http: HttpOptions,
+): Promise<boolean> {
   const url = discovery.revocationEndpoint
   if (url === undefined) return false
   const answer = await post(url, client, discovery, new URLSearchParams({ token, token_type_hint: hint }), http)

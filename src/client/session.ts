@@ -91,13 +91,18 @@ export async function loginWithDevice(session: Session, poll: Omit<PollOptions, 
   try {
     tokens = await pollForTokens(discovery, oidcClient(session), device, session.http, {
       ...poll,
-      onSlowDown: (seconds) => { spinner.update(`The identity provider asked to poll less often: every ${seconds} s now`) },
+      onSlowDown: (seconds) => {
+        spinner.update(`The identity provider asked to poll less often: every ${seconds} s now`)
+      },
     })
   } finally {
     spinner.stop()
   }
   if (tokens.refreshToken === undefined) {
-    output.note('The identity provider issued no refresh token: you will have to log in again when the access token expires.')
+    output.note(
+      'The identity provider issued no refresh token: '
+      + 'you will have to log in again when the access token expires.',
+    )
   }
   loggedIn(session, save(session, 'device_code', tokens))
 }
@@ -105,7 +110,8 @@ export async function loginWithDevice(session: Session, poll: Omit<PollOptions, 
 /** The client credentials grant, for automation: the client acts as itself, no person involved. */
 export async function loginWithClientCredentials(session: Session): Promise<void> {
   const discovery = await deviceDiscovery(session)
-  const tokens = await clientCredentials(discovery, oidcClient(session), `${session.settings.readScope} ${session.settings.writeScope}`, session.http)
+  const scope = `${session.settings.readScope} ${session.settings.writeScope}`
+  const tokens = await clientCredentials(discovery, oidcClient(session), scope, session.http)
   loggedIn(session, save(session, 'client_credentials', tokens))
 }
 
@@ -125,14 +131,20 @@ export async function logout(session: Session): Promise<void> {
   const server = displayUrl(session.settings.server)
   if (cached !== undefined && cached.refresh_token !== null) {
     try {
-      const revoked = await revoke(await deviceDiscovery(session), oidcClient(session), cached.refresh_token, 'refresh_token', session.http)
-      if (!revoked) session.output.note('The identity provider did not revoke the refresh token; it stays valid until it expires.')
+      const discovery = await deviceDiscovery(session)
+      const revoked = await revoke(discovery, oidcClient(session), cached.refresh_token, 'refresh_token', session.http)
+      if (!revoked) {
+        session.output.note('The identity provider did not revoke the refresh token; it stays valid until it expires.')
+      }
     } catch (error) {
       if (!(error instanceof ClientError)) throw error
       session.output.note(`The refresh token could not be revoked (${error.message}); it stays valid until it expires.`)
     }
   }
-  session.output.result(removed ? `Logged out of ${server}.` : `Not logged in to ${server}.`, { logged_out: removed, server })
+  session.output.result(
+    removed ? `Logged out of ${server}.` : `Not logged in to ${server}.`,
+    { logged_out: removed, server },
+  )
 }
 
 /**
@@ -150,14 +162,17 @@ export async function accessToken(session: Session): Promise<string> {
     throw new AuthError(`the login to ${server} has expired: run ${LOGIN} to log in again`)
   }
   const discovery = await deviceDiscovery(session)
+  const scope = `${settings.readScope} ${settings.writeScope}`
   let tokens: Tokens
   try {
     tokens = cached.refresh_token === null
-      ? await clientCredentials(discovery, oidcClient(session), `${settings.readScope} ${settings.writeScope}`, session.http)
+      ? await clientCredentials(discovery, oidcClient(session), scope, session.http)
       : await refresh(discovery, oidcClient(session), cached.refresh_token, session.http)
   } catch (error) {
     if (error instanceof AuthError) {
-      throw new AuthError(`the login to ${server} has expired and could not be renewed (${error.message}): run ${LOGIN} to log in again`)
+      throw new AuthError(
+        `the login to ${server} has expired and could not be renewed (${error.message}): run ${LOGIN} to log in again`,
+      )
     }
     throw error
   }

@@ -69,7 +69,9 @@ export function cacheDir(env: NodeJS.ProcessEnv): string {
 
 /** One file per server, discovery URL and client id, so that logins to different servers or providers do not clash. */
 export function cacheFile(env: NodeJS.ProcessEnv, key: CacheKey): string {
-  const digest = createHash('sha256').update(JSON.stringify([key.server.href, key.discoveryUrl.href, key.clientId])).digest('hex')
+  const digest = createHash('sha256')
+    .update(JSON.stringify([key.server.href, key.discoveryUrl.href, key.clientId]))
+    .digest('hex')
   return join(cacheDir(env), `tokens-${digest.slice(0, 16)}.json`)
 }
 
@@ -107,7 +109,8 @@ export function writeCache(path: string, tokens: CachedTokens): void {
     writeFileSync(temporary, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600, flag: 'wx' })
     renameSync(temporary, path)
   } catch (error) {
-    throw new ClientError(`cannot write the token cache ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    const code = (error as NodeJS.ErrnoException).code
+    throw new ClientError(`cannot write the token cache ${path}: ${code ?? (error as Error).message}`)
   } finally {
     rmSync(temporary, { force: true })
   }

@@ -20,7 +20,10 @@ export interface CodedErrorConstructor {
  * whoever reads it, and mapped once: by the problem-details handler through `statusCode`, by the CLIs through
  * `exitCode`. No catch-and-rewrap on the way.
  */
-export function codedError(code: string, options: { statusCode?: number, exitCode?: number } = {}): CodedErrorConstructor {
+export function codedError(
+  code: string,
+  options: { statusCode?: number, exitCode?: number } = {},
+): CodedErrorConstructor {
   const Coded = createError<[string]>(code, '%s', options.statusCode ?? 500)
   if (options.exitCode !== undefined) Object.defineProperty(Coded.prototype, 'exitCode', { value: options.exitCode })
   return Coded

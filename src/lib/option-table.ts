@@ -40,7 +40,9 @@ export interface TableNaming {
   fileCase: 'kebab' | 'snake'
 }
 
-type Used<O extends OptionSpec> = O extends { parse: (value: never, where: string) => infer R } ? R : Static<O['schema']>
+type Used<O extends OptionSpec> = O extends { parse: (value: never, where: string) => infer R }
+  ? R
+  : Static<O['schema']>
 
 /** The values a table yields once resolved: parsed where the option parses, undefined where it has no default. */
 export type OptionValues<T extends OptionTable> = {
@@ -148,7 +150,11 @@ export function fileKeys(table: OptionTable, naming: TableNaming): string[] {
  * else its default. Each value is validated against its schema and parsed; an error names where the bad value came
  * from (`--port`, `MRMAT_PORT`, `"port" in /etc/mrmat.json`), and a config-file key the table does not know is refused.
  */
-export function resolveOptions<T extends OptionTable>(table: T, naming: TableNaming, sources: OptionSources): OptionValues<T> {
+export function resolveOptions<T extends OptionTable>(
+  table: T,
+  naming: TableNaming,
+  sources: OptionSources,
+): OptionValues<T> {
   const path = sources.configFile
   const values = path === undefined ? undefined : readConfigFile(path, fileKeys(table, naming))
   const file = path === undefined || values === undefined ? undefined : { path, values }

@@ -12,18 +12,22 @@ function findPackageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const manifest = join(dir, 'package.json')
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === PACKAGE_NAME) {
+    if (existsSync(manifest)
+      && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === PACKAGE_NAME) {
       return dir
     }
     const parent = dirname(dir)
-    if (parent === dir) throw new Error(`cannot find the ${PACKAGE_NAME} package root above ${fileURLToPath(import.meta.url)}`)
+    if (parent === dir) {
+      throw new Error(`cannot find the ${PACKAGE_NAME} package root above ${fileURLToPath(import.meta.url)}`)
+    }
     dir = parent
   }
 }
 
 export const packageRoot = findPackageRoot()
 
-export const packageVersion = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
+const packageJson = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+export const packageVersion = packageJson.version
 
 export function migrationsFolder(dialect: 'sqlite' | 'postgres'): string {
   return join(packageRoot, 'drizzle', dialect)

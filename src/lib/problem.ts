@@ -41,7 +41,9 @@ export const ProblemSchema = Type.Object(
     status: Type.Integer({ minimum: 400, maximum: 599 }),
     detail: Type.String(),
     instance: Type.Optional(Type.String({ description: 'The path of the request that failed' })),
-    requestId: Type.Optional(Type.String({ description: 'Also sent as the x-request-id header; quote it when reporting a problem' })),
+    requestId: Type.Optional(Type.String({
+      description: 'Also sent as the x-request-id header; quote it when reporting a problem',
+    })),
     errors: Type.Optional(Type.Array(InvalidParamSchema, { description: 'The fields that failed validation' })),
   },
   { additionalProperties: false, description: 'RFC 9457 problem details' },

@@ -30,6 +30,7 @@ export function parseTrustProxy(value: boolean | number | string, where = '--tru
   const entries = text.split(',').map((entry) => entry.trim())
   if (text !== '' && entries.every(isAddressOrRange)) return entries
   throw new ConfigError(
-    `invalid ${where} (${JSON.stringify(value)}): expected true, false, a hop count or a comma-separated list of addresses and CIDR ranges`,
+    `invalid ${where} (${JSON.stringify(value)}): expected true, false, a hop count `
+    + 'or a comma-separated list of addresses and CIDR ranges',
   )
 }

@@ -43,7 +43,9 @@ function describeOverload(fastify: FastifyInstance, options: Limits): string | u
   const usage = fastify.memoryUsage()
   if (options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
     // under-pressure reports Infinity when the loop was too busy to take a single measurement.
-    const delay = Number.isFinite(usage.eventLoopDelay) ? `${Math.round(usage.eventLoopDelay)} ms` : 'unmeasurable (blocked throughout)'
+    const delay = Number.isFinite(usage.eventLoopDelay)
+      ? `${Math.round(usage.eventLoopDelay)} ms`
+      : 'unmeasurable (blocked throughout)'
     return `event loop delay ${delay} is over ${options.maxEventLoopDelay} ms`
   }
   if (options.maxHeapUsedBytes > 0 && usage.heapUsed > options.maxHeapUsedBytes) {

@@ -34,7 +34,8 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
   const tags: ApiTag[] = []
   fastify.decorate('openapiTags', tags)
   await fastify.register(swagger, {
-    transformObject: (document) => ('openapiObject' in document ? { ...document.openapiObject, tags } : document.swaggerObject),
+    transformObject: (document) =>
+      ('openapiObject' in document ? { ...document.openapiObject, tags } : document.swaggerObject),
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -49,7 +50,8 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
             type: 'http',
             scheme: 'bearer',
             bearerFormat: 'JWT',
-            description: 'An access token of the configured OpenID provider, for this API\'s audience (JWT, or opaque when the provider offers introspection)',
+            description: 'An access token of the configured OpenID provider, for this API\'s audience '
+              + '(JWT, or opaque when the provider offers introspection)',
           },
         },
       },

@@ -179,7 +179,8 @@ const CLIENT_ERRORS: Record<string, { status: number, detail: string }> = {
  */
 export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
-  const { status, detail } = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, detail: 'The request could not be parsed as HTTP' }
+  const { status, detail } = CLIENT_ERRORS[error.code ?? '']
+    ?? { status: 400, detail: 'The request could not be parsed as HTTP' }
   const body = JSON.stringify({ type: 'about:blank', title: statusTitle(status), status, detail } satisfies Problem)
   this.log.debug({ err: error }, 'client error')
   if (socket.writable) {

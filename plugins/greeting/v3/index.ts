@@ -7,7 +7,10 @@ import { GreetingSchema } from './schemas.js'
 
 /** Greeting v3: greets the caller named by their bearer token. Needs the mrmat-auth plugin. */
 const greetingV3: FastifyPluginAsyncTypebox = async (fastify) => {
-  const tags = [documentTag(fastify, { name: 'greeting v3', description: 'Greeting API, version 3: greets the caller named by their token' })]
+  const tags = [documentTag(fastify, {
+    name: 'greeting v3',
+    description: 'Greeting API, version 3: greets the caller named by their token',
+  })]
   fastify.get('/', {
     schema: {
       summary: 'Greet the caller named by their bearer token',

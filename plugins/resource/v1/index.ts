@@ -30,11 +30,16 @@ export { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
  * the write scope, can rename or delete. Needs the mrmat-auth and mrmat-database plugins.
  */
 const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify, options) => {
-  const tags = [documentTag(fastify, { name: 'resource v1', description: 'Resource API, version 1: resources everyone may read and only their owner may change' })]
+  const tags = [documentTag(fastify, {
+    name: 'resource v1',
+    description: 'Resource API, version 1: resources everyone may read and only their owner may change',
+  })]
   const read = [{ bearerAuth: [options.readScope ?? DEFAULT_READ_SCOPE] }]
   const write = [{ bearerAuth: [options.writeScope ?? DEFAULT_WRITE_SCOPE] }]
   const { database } = fastify
-  const repository: ResourceRepository = database.dialect === 'sqlite' ? sqliteResources(database) : postgresResources(database)
+  const repository: ResourceRepository = database.dialect === 'sqlite'
+    ? sqliteResources(database)
+    : postgresResources(database)
   const base = fastify.prefix
 
   function caller(request: Parameters<typeof identityOf>[0]): Caller {

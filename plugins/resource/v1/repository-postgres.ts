@@ -101,7 +101,10 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
       return row.found ? 'forbidden' : 'not-found'
     },
     async remove(caller, id) {
-      const row = await pool.query<{ deleted: number, found: boolean }>({ ...REMOVE, values: [caller.subject, caller.name, id] })
+      const row = await pool.query<{ deleted: number, found: boolean }>({
+        ...REMOVE,
+        values: [caller.subject, caller.name, id],
+      })
       const result = row.rows[0]
       if (result !== undefined && result.deleted > 0) return 'deleted'
       return result?.found === true ? 'forbidden' : 'not-found'

@@ -24,7 +24,10 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     .onConflictDoUpdate({ target: owners.subject, set: { name: sql`excluded.name` } })
     .returning()
     .prepare()
-  const ownerOf = orm.select({ id: owners.id }).from(owners).where(eq(owners.subject, sql.placeholder('subject'))).prepare()
+  const ownerOf = orm.select({ id: owners.id })
+    .from(owners)
+    .where(eq(owners.subject, sql.placeholder('subject')))
+    .prepare()
   const renameOwner = orm.update(owners)
     .set({ name: sql`${sql.placeholder('name')}` })
     .where(eq(owners.id, sql.placeholder('id')))
@@ -41,7 +44,10 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     .returning({ id: resources.id, name: resources.name })
     .prepare()
   const remove = orm.delete(resources).where(ownedBy).returning({ id: resources.id }).prepare()
-  const exists = orm.select({ ownerId: resources.ownerId }).from(resources).where(eq(resources.id, sql.placeholder('id'))).prepare()
+  const exists = orm.select({ ownerId: resources.ownerId })
+    .from(resources)
+    .where(eq(resources.id, sql.placeholder('id')))
+    .prepare()
   const refusal = (id: number) => (exists.get({ id }) === undefined ? 'not-found' as const : 'forbidden' as const)
 
   function translated<T>(write: () => T): T {

@@ -3,15 +3,27 @@ import { DEFAULT_PAGE_SIZE, MAX_NAME_LENGTH, MAX_PAGE_SIZE, MAX_RESOURCE_ID } fr
 
 // At least one visible character and no control characters (C0, DEL, C1: Unicode's Cc), spelled as
 // ranges so that clients without Unicode property escapes (Swagger UI) read it alike.
-const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$'
+const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F]*'
+  + '[^\\s\\u0000-\\u001F\\u007F-\\u009F]'
+  + '[^\\u0000-\\u001F\\u007F-\\u009F]*$'
 
 export const ResourceIdParamsSchema = Type.Object({
   id: Type.Integer({ minimum: 1, maximum: MAX_RESOURCE_ID, description: 'The resource id' }),
 })
 
 export const ResourceListQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE, description: 'Most resources in one page' }),
-  after: Type.Integer({ minimum: 0, maximum: MAX_RESOURCE_ID, default: 0, description: 'Only resources with an id above this (the cursor)' }),
+  limit: Type.Integer({
+    minimum: 1,
+    maximum: MAX_PAGE_SIZE,
+    default: DEFAULT_PAGE_SIZE,
+    description: 'Most resources in one page',
+  }),
+  after: Type.Integer({
+    minimum: 0,
+    maximum: MAX_RESOURCE_ID,
+    default: 0,
+    description: 'Only resources with an id above this (the cursor)',
+  }),
 })
 
 export const ResourceNameSchema = Type.Object(

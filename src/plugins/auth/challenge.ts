@@ -26,11 +26,22 @@ export function refuse(realm: string, challenge: Challenge): HttpProblem {
 }
 
 export function invalidToken(realm: string, detail: string): HttpProblem {
-  return refuse(realm, { status: 401, type: ProblemTypes.invalidToken, title: 'Invalid token', detail, error: 'invalid_token' })
+  return refuse(realm, {
+    status: 401,
+    type: ProblemTypes.invalidToken,
+    title: 'Invalid token',
+    detail,
+    error: 'invalid_token',
+  })
 }
 
 export function unavailable(detail: string): HttpProblem {
-  return refuse('', { status: 503, type: ProblemTypes.providerUnavailable, title: 'Identity provider unavailable', detail })
+  return refuse('', {
+    status: 503,
+    type: ProblemTypes.providerUnavailable,
+    title: 'Identity provider unavailable',
+    detail,
+  })
 }
 
 export function tokenRequired(realm: string, detail: string): HttpProblem {

@@ -99,7 +99,10 @@ export class IdentityProvider {
         return
       } catch (error) {
         if (this.isClosed()) return
-        this.log.warn({ issuer: this.settings.issuer, err: error, retryInMs: delay }, 'identity provider not reachable; retrying')
+        this.log.warn(
+          { issuer: this.settings.issuer, err: error, retryInMs: delay },
+          'identity provider not reachable; retrying',
+        )
       }
       await new Promise<void>((resolve) => {
         this.retryTimer = setTimeout(resolve, delay)
@@ -160,7 +163,9 @@ export class IdentityProvider {
     const { jwks } = this
     if (jwks === undefined) throw new ProviderUnavailableError('The identity provider has not been reached yet')
     const { kid, alg } = header
-    if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnknownKeyError('the token names no key (kid)')
+    if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') {
+      throw new UnknownKeyError('the token names no key (kid)')
+    }
     const domain = this.jwksDomain
     const cacheKey = jwks.generateCacheKey(alg, kid, domain)
     // A key past its TTL is still known: refetching it is routine, not a guess at a new kid.
@@ -194,7 +199,9 @@ export class IdentityProvider {
     const now = Date.now()
     const cooldown = this.timings.unknownKeyCooldown
     const missed = this.unknownKids.get(kid)
-    if (missed !== undefined && now - missed < cooldown) throw new UnknownKeyError('the identity provider publishes no such key')
+    if (missed !== undefined && now - missed < cooldown) {
+      throw new UnknownKeyError('the identity provider publishes no such key')
+    }
     const refills = Math.floor((now - this.bucketFilledAt) / cooldown)
     if (refills > 0) {
       this.fetchBucket = Math.min(UNKNOWN_KEY_BURST, this.fetchBucket + refills)
@@ -210,7 +217,9 @@ export class IdentityProvider {
     if (pem === undefined) {
       if (jwk.use !== undefined && jwk.use !== 'sig') throw new UnknownKeyError('the key is not a signing key')
       // Node reads RSA, EC and OKP (Ed25519) keys alike; jwk-to-pem, which get-jwks uses, has no OKP.
-      pem = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()
+      pem = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' })
+        .export({ type: 'spki', format: 'pem' })
+        .toString()
       this.pems.set(jwk, pem)
     }
     return pem
@@ -227,14 +236,20 @@ export class IdentityProvider {
     const endpoint = this.metadata?.introspectionEndpoint
     const { clientId, clientSecret } = this.settings
     if (endpoint === undefined || clientId === undefined || clientSecret === undefined) {
-      throw new ProviderUnavailableError('Opaque tokens cannot be introspected: no introspection endpoint or client credentials')
+      throw new ProviderUnavailableError(
+        'Opaque tokens cannot be introspected: no introspection endpoint or client credentials',
+      )
     }
     const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')
     let response: Response
     try {
       response = await this.fetch(endpoint, {
         method: 'POST',
-        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
         body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
       })
     } catch (error) {

@@ -45,6 +45,8 @@ export function identityFromClaims(claims: Record<string, unknown>): Identity | 
 
 /** The caller of a protected route. Calling it elsewhere is a programming error (a 500). */
 export function identityOf(request: FastifyRequest): Identity {
-  if (request.identity === null) throw new Error(`no identity on ${request.method} ${request.url}: the route declares no bearerAuth security`)
+  if (request.identity === null) {
+    throw new Error(`no identity on ${request.method} ${request.url}: the route declares no bearerAuth security`)
+  }
   return request.identity
 }

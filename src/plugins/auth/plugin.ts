@@ -51,7 +51,8 @@ function jwtOptions(settings: AuthSettings, provider: IdentityProvider): Fastify
     jwtDecode: 'bearerJwtDecode',
     jwtSign: 'bearerJwtSign',
     decoratorName: 'bearerClaims',
-    secret: async (_request: FastifyRequest, token: unknown) => provider.publicKey((token as { header: Record<string, unknown> }).header),
+    secret: async (_request: FastifyRequest, token: unknown) =>
+      provider.publicKey((token as { header: Record<string, unknown> }).header),
     decode: { complete: true },
     verify: {
       // The hook has checked the header already; @fastify/jwt's own reader takes one space only.

@@ -46,7 +46,10 @@ export function readClientSecrets(path: string): ClientSecrets {
   }
   const problem = Value.Errors(ClientSecretsSchema, parsed).First()
   if (problem !== undefined) {
-    throw new AuthSettingsError(`the client secrets ${path} are not in the expected {"web": {"client_id", "issuer", ...}} form: ${problem.path || '/'} ${problem.message.toLowerCase()}`)
+    throw new AuthSettingsError(
+      `the client secrets ${path} are not in the expected {"web": {"client_id", "issuer", ...}} form: `
+      + `${problem.path || '/'} ${problem.message.toLowerCase()}`,
+    )
   }
   return parsed as ClientSecrets
 }
@@ -58,7 +61,9 @@ function httpUrl(value: string, what: string): string {
   } catch {
     throw new AuthSettingsError(`${what} is not a URL: ${value}`)
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AuthSettingsError(`${what} must be an http(s) URL: ${value}`)
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new AuthSettingsError(`${what} must be an http(s) URL: ${value}`)
+  }
   return value
 }
 
@@ -88,7 +93,9 @@ export function resolveAuthSettings(options: {
     issuer: httpUrl(issuer, 'the issuer'),
     audience,
     jwksUri: options.jwksUri === undefined ? undefined : httpUrl(options.jwksUri, '--jwks-uri'),
-    introspectionEndpoint: web?.token_introspection_uri === undefined ? undefined : httpUrl(web.token_introspection_uri, 'token_introspection_uri'),
+    introspectionEndpoint: web?.token_introspection_uri === undefined
+      ? undefined
+      : httpUrl(web.token_introspection_uri, 'token_introspection_uri'),
     clientId: web?.client_id,
     clientSecret: web?.client_secret === '' ? undefined : web?.client_secret,
     clockTolerance: options.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE,

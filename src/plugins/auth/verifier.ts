@@ -21,11 +21,16 @@ export interface VerifierOptions {
 /** What a verification failure tells the client: why, but nothing of the token itself. */
 function jwtFailure(realm: string, error: unknown): HttpProblem {
   if (error instanceof ProviderUnavailableError) return unavailable(error.message)
-  if (error instanceof UnknownKeyError) return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`)
+  if (error instanceof UnknownKeyError) {
+    return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`)
+  }
   const code = (error as { code?: unknown }).code
-  if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') return invalidToken(realm, 'The token has expired')
+  if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') {
+    return invalidToken(realm, 'The token has expired')
+  }
   if (code === 'FAST_JWT_INACTIVE') return invalidToken(realm, 'The token is not valid yet')
-  if (code === 'FAST_JWT_INVALID_ALGORITHM' || code === 'FST_JWT_AUTHORIZATION_TOKEN_UNSIGNED' || code === 'FAST_JWT_MISSING_SIGNATURE') {
+  if (code === 'FAST_JWT_INVALID_ALGORITHM' || code === 'FST_JWT_AUTHORIZATION_TOKEN_UNSIGNED'
+    || code === 'FAST_JWT_MISSING_SIGNATURE') {
     return invalidToken(realm, `The token's signature algorithm is not accepted (${ALGORITHMS.join(', ')})`)
   }
   if (typeof code === 'string' && (code.startsWith('FST_JWT_') || code.startsWith('FAST_JWT_'))) {
@@ -58,7 +63,9 @@ export class TokenVerifier {
   }
 
   async verify(request: FastifyRequest, token: string): Promise<Identity> {
-    if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) throw invalidToken(this.realm, 'The token is malformed')
+    if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) {
+      throw invalidToken(this.realm, 'The token is malformed')
+    }
     return JWT_SYNTAX.test(token) ? this.#verifyJwt(request, token) : this.#verifyOpaque(token)
   }
 
@@ -85,7 +92,9 @@ export class TokenVerifier {
   async #verifyOpaque(token: string): Promise<Identity> {
     const { provider, realm, settings } = this
     if (!provider.ready) throw unavailable('The identity provider has not been reached yet')
-    if (!provider.canIntrospect) throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here')
+    if (!provider.canIntrospect) {
+      throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here')
+    }
     let claims: Record<string, unknown>
     try {
       claims = await provider.introspect(token)
@@ -96,9 +105,15 @@ export class TokenVerifier {
     if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
     const now = Date.now() / 1000
     const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
-    if (claims.iss !== undefined && claims.iss !== settings.issuer) throw invalidToken(realm, 'The token is from another issuer')
-    if (claims.aud !== undefined && !audiences.includes(settings.audience)) throw invalidToken(realm, 'The token is for another audience')
-    if (typeof claims.exp === 'number' && claims.exp + settings.clockTolerance < now) throw invalidToken(realm, 'The token has expired')
+    if (claims.iss !== undefined && claims.iss !== settings.issuer) {
+      throw invalidToken(realm, 'The token is from another issuer')
+    }
+    if (claims.aud !== undefined && !audiences.includes(settings.audience)) {
+      throw invalidToken(realm, 'The token is for another audience')
+    }
+    if (typeof claims.exp === 'number' && claims.exp + settings.clockTolerance < now) {
+      throw invalidToken(realm, 'The token has expired')
+    }
     // RFC 7662 makes sub optional, and providers leave it out for client-credentials tokens: the client is then the
     // caller.
     const identity = identityFromClaims({ ...claims, sub: claims.sub ?? claims.client_id })

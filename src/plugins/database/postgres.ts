@@ -24,7 +24,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   const pool = new pg.Pool({
     ...connection,
     // As libpq does: without a user in the URI or PGUSER, the operating system's (pg reads only $USER).
-    user: [connection.user, process.env.PGUSER, process.env.USER].find((name) => name !== undefined && name !== '') ?? userInfo().username,
+    user: [connection.user, process.env.PGUSER, process.env.USER].find((name) => name !== undefined && name !== '')
+      ?? userInfo().username,
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: options.connectTimeout ?? 5_000,
     // Let idle connections go, so a quiet replica does not hold the server's slots.
