@@ -6,8 +6,8 @@ import { cpSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 
 const dialects = [
-  { dialect: 'sqlite', kitDialect: 'sqlite', schema: 'src/db/schema/sqlite.ts' },
-  { dialect: 'postgres', kitDialect: 'postgresql', schema: 'src/db/schema/postgres.ts' },
+  { dialect: 'sqlite', kitDialect: 'sqlite', schema: 'src/plugins/database/schema/sqlite.ts' },
+  { dialect: 'postgres', kitDialect: 'postgresql', schema: 'src/plugins/database/schema/postgres.ts' },
 ]
 
 function files(dir) {

@@ -186,3 +186,19 @@ export function resolveOptions<T extends OptionTable>(
   }
   return resolved as OptionValues<T>
 }
+
+/** The table as Markdown for the README: one row per option, grouped as --help groups them. */
+export function optionsMarkdown(table: OptionTable, naming: TableNaming): string {
+  const rows = ['| Option | Variable | Default | |', '|---|---|---|---|']
+  let group: string | undefined
+  for (const [name, spec] of Object.entries(table)) {
+    if (spec.group !== group) {
+      group = spec.group
+      rows.push(`| **${group}** | | | |`)
+    }
+    const flag = `\`--${flagOf(name)}\`${spec.alias === undefined ? '' : `, \`-${spec.alias}\``}`
+    const shown = spec.defaultDescription ?? (spec.default === undefined ? 'none' : `\`${JSON.stringify(spec.default).replace(/^"|"$/g, '')}\``)
+    rows.push(`| ${flag} | \`${envOf(name, spec, naming)}\` | ${shown} | ${spec.description.replaceAll('|', '\\|')} |`)
+  }
+  return rows.join('\n')
+}
