@@ -1,119 +1,376 @@
-// npm run bench: throughput of the APIs against a bare Fastify route measured in the same run, as
-// ratios. BENCH_DURATION (seconds per run, default 5) and BENCH_CONNECTIONS (default 10) tune it.
-import { spawn } from 'node:child_process'
+// npm run bench: the server as users run it (the built CLI, its default flags, a process of its own) against a bare
+// Fastify route (scripts/bench/baseline.mjs) measured in the same run, as ratios.
+//
+//   npm run bench                   every scenario, 5 s a run, A B A B against the baseline
+//   npm run bench -- --short        1 s a run, A B once: proves the bench works (CI), judges nothing
+//   npm run bench -- --json         the results as JSON on stdout, the table on stderr
+//   npm run bench -- --check        exit 1 when a figure misses its target
+//   npm run bench -- --only v3      only the scenarios whose name holds the text
+//   npm run bench -- --config PostgreSQL   only the configurations whose name holds the text
+//
+// BENCH_CONNECTIONS (default 50) and BENCH_DURATION (seconds a run) tune it. PostgreSQL scenarios need
+// 127.0.0.1:5432 (trust auth); without it they are left out and the output says so.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
+import pg from 'pg'
+import { startTestProvider, type TestProvider } from '../test/helpers/oidc-provider.js'
 
-interface Targets {
-  baselineUrl: string
-  appUrl: string
+const args = process.argv.slice(2)
+const short = args.includes('--short')
+const asJson = args.includes('--json')
+const check = args.includes('--check')
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : ''
+const onlyConfig = args.includes('--config') ? args[args.indexOf('--config') + 1] ?? '' : ''
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const duration = Number(process.env.BENCH_DURATION ?? (short ? 1 : 5))
+const rounds = short ? 1 : 2
+const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
+
+const root = new URL('..', import.meta.url).pathname
+const CLI = join(root, 'dist/src/cli/main.js')
+const work = mkdtempSync(join(tmpdir(), 'mrmat-bench-'))
+const teardowns: (() => unknown)[] = [() => { rmSync(work, { recursive: true, force: true }) }]
+
+interface Measured {
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+  non2xx: number
+}
+
+async function measure(url: string, options: Partial<autocannon.Options> = {}, seconds = duration): Promise<Measured> {
+  const result = await autocannon({ url, connections, duration: seconds, ...options })
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  }
+}
+
+/** Resolves to the first line a child prints on stdout. */
+async function firstLine(child: ChildProcess): Promise<string> {
+  if (child.stdout === null) throw new Error('no stdout')
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', resolve)
+    child.once('exit', (code) => { reject(new Error(`exited with ${String(code)} before printing`)) })
+  })
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net')
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/healthz/`, { signal: AbortSignal.timeout(1000) })).status === 200
+  } catch {
+    return false
+  }
+}
+
+interface Server {
+  url: string
+  pids: () => number[]
+  /** Milliseconds from spawn to the first 200 on /healthz/. */
+  startup: number
+  stop: () => Promise<void>
+}
+
+/** The built CLI as a user starts it, its log written to a file as a container's log driver would take it. */
+async function startCli(name: string, flags: string[]): Promise<Server> {
+  const port = await freePort()
+  const instance = mkdtempSync(join(work, `${name}-`))
+  const log = openSync(join(work, `${name}.log`), 'a')
+  const started = performance.now()
+  const child = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance,
+    ...flags], { stdio: ['ignore', log, log] })
+  const url = `http://127.0.0.1:${String(port)}`
+  while (!(await healthy(url))) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${String(child.exitCode)}; see ${work}/${name}.log`)
+    await sleep(5)
+  }
+  const startup = performance.now() - started
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    await exited
+  }
+  teardowns.push(stop)
+  const pids = (): number[] => {
+    const pid = child.pid ?? 0
+    // A cluster's workers are the primary's children.
+    let children: number[] = []
+    try {
+      children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').split(' ').map(Number)
+        .filter((n) => n > 0)
+    } catch { /* gone */ }
+    return [pid, ...children]
+  }
+  return { url, pids, startup, stop }
+}
+
+function rssMb(pids: number[]): number {
+  let kb = 0
+  for (const pid of pids) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${String(pid)}/status`, 'utf8'))?.[1] ?? 0)
+    } catch { /* gone */ }
+  }
+  return kb / 1024
+}
+
+interface Context {
   token: string
   resourceId: number
 }
 
 interface Scenario {
   name: string
-  url: (targets: Targets) => string
-  options?: (targets: Targets) => Partial<autocannon.Options>
-  /** The ratio to the baseline the issues hold this route to, if any. */
-  floor?: number
+  path: (c: Context) => string
+  options?: (c: Context) => Partial<autocannon.Options>
 }
 
-const duration = Number(process.env.BENCH_DURATION ?? 5)
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 10)
+let unique = 0
+const nextName = (): string => `bench-${String(process.pid)}-${String(unique++)}`
+const bearer = (c: Context) => ({ headers: { authorization: `Bearer ${c.token}` } })
+const create = (c: Context): Partial<autocannon.Options> => ({
+  method: 'POST',
+  headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+  requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ name: nextName() }) }) }],
+})
 
-const bearer = (targets: Targets) => ({ headers: { authorization: `Bearer ${targets.token}` } })
-// Shared by the warm-up and the measured run: every create is a new name, a real insert, never a 409.
-let created = 0
-
-const scenarios: Scenario[] = [
-  { name: 'greeting v1', url: (t) => `${t.appUrl}/api/greeting/v1/` },
-  { name: 'greeting v3 (bearer token)', url: (t) => `${t.appUrl}/api/greeting/v3/`, options: bearer, floor: 0.85 },
+const SCENARIOS: Scenario[] = [
+  { name: 'greeting v1', path: () => '/api/greeting/v1/' },
+  { name: 'greeting v2 ?name=', path: () => '/api/greeting/v2/?name=Bob' },
+  { name: 'greeting v3, JWT', path: () => '/api/greeting/v3/', options: bearer },
+  { name: 'resource get by id', path: (c) => `/api/resource/v1/${String(c.resourceId)}`, options: bearer },
+  { name: 'resource list limit 10', path: () => '/api/resource/v1/?limit=10&after=500', options: bearer },
+  { name: 'resource create', path: () => '/api/resource/v1/', options: create },
   {
-    name: 'resource v1 get by id',
-    url: (t) => `${t.appUrl}/api/resource/v1/${String(t.resourceId)}`,
-    options: bearer,
-    floor: 0.75,
-  },
-  {
-    name: 'resource v1 create',
-    url: (t) => `${t.appUrl}/api/resource/v1/`,
-    floor: 0.4,
-    options: (t) => ({
-      method: 'POST',
-      headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' },
+    name: 'resource mix 80/20',
+    path: () => '/api/resource/v1/',
+    options: (c) => ({
       requests: [{
-        setupRequest: (request) => ({ ...request, body: JSON.stringify({ name: `bench-${String(created++)}` }) }),
+        setupRequest: (request) => (Math.random() < 0.8
+          ? { ...request, method: 'GET', path: `/api/resource/v1/${String(c.resourceId)}`, body: undefined,
+            headers: { authorization: `Bearer ${c.token}` } }
+          : { ...request, method: 'POST', path: '/api/resource/v1/', body: JSON.stringify({ name: nextName() }),
+            headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' } }),
       }],
     }),
   },
 ]
 
-async function measure(
-  url: string,
-  options: Partial<autocannon.Options> = {},
-): Promise<{ rps: number, errors: number, non2xx: number }> {
-  const result = await autocannon({ url, connections, duration, ...options })
-  return { rps: result.requests.average, errors: result.errors + result.timeouts, non2xx: result.non2xx }
+/** Targets by scenario and configuration: the ratio to the baseline (on PostgreSQL: to the same-core limit). */
+const TARGETS: Record<string, Record<string, number>> = {
+  'greeting v1': { default: 0.8, 'access log off': 0.95 },
+  'greeting v3, JWT': { default: 0.7, 'access log off': 0.85 },
+  'resource get by id': { default: 0.6, 'access log off': 0.75, 'PostgreSQL': 0.7, 'PostgreSQL, access log off': 0.8 },
+  'resource list limit 10': { default: 0.4, 'access log off': 0.5 },
+  'resource create': { default: 0.3, 'access log off': 0.4, 'PostgreSQL': 0.7, 'PostgreSQL, access log off': 0.8 },
 }
 
-async function startServers(): Promise<{ targets: Targets, stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench-server.ts'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', resolve)
-    child.once('exit', (code) => { reject(new Error(`the bench server exited with ${String(code)}`)) })
-  })
-  return {
-    targets: JSON.parse(line) as Targets,
-    stop: async () => {
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      await exited
-    },
+interface Row {
+  config: string
+  scenario: string
+  rps: number
+  p50: number
+  p99: number
+  baseline: number
+  ratio: number
+  /** On PostgreSQL: 1 / (1/baseline + 1/driver loop), what the two cores allow; the ratio is then to it. */
+  limit?: number
+  target?: number
+  rssMb: number
+  errors: number
+  non2xx: number
+}
+
+const rows: Row[] = []
+
+/** A B A B: the baseline and the scenario in turns, the same connections and duration, so that drift cancels. */
+async function compare(config: string, server: Server, baselineUrl: string, scenario: Scenario, c: Context,
+  limit?: (baseline: number) => Promise<number>): Promise<void> {
+  const url = `${server.url}${scenario.path(c)}`
+  const options = scenario.options?.(c) ?? {}
+  await measure(url, options, 1)
+  let base = 0
+  let sum: Measured = { rps: 0, p50: 0, p99: 0, errors: 0, non2xx: 0 }
+  for (let round = 0; round < rounds; round++) {
+    base += (await measure(baselineUrl)).rps
+    const m = await measure(url, options)
+    sum = { rps: sum.rps + m.rps, p50: Math.max(sum.p50, m.p50), p99: Math.max(sum.p99, m.p99),
+      errors: sum.errors + m.errors, non2xx: sum.non2xx + m.non2xx }
   }
+  const baseline = base / rounds
+  const rps = sum.rps / rounds
+  const sameCore = limit === undefined ? undefined : await limit(baseline)
+  const row: Row = { config, scenario: scenario.name, rps, p50: sum.p50, p99: sum.p99, baseline,
+    ratio: rps / (sameCore ?? baseline), rssMb: rssMb(server.pids()), errors: sum.errors, non2xx: sum.non2xx }
+  if (sameCore !== undefined) row.limit = sameCore
+  const target = TARGETS[scenario.name]?.[config]
+  if (target !== undefined) row.target = target
+  rows.push(row)
+  out(`  ${config} · ${scenario.name}: ${Math.round(rps)} req/s, ratio ${row.ratio.toFixed(2)}`
+    + (target === undefined ? '' : ` (target ${target.toFixed(2)})`))
 }
 
-const { targets, stop } = await startServers()
+async function call(url: string, token: string, method = 'GET', body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  if (!res.ok) throw new Error(`${method} ${url}: ${String(res.status)} ${await res.text()}`)
+  return await res.json() as Record<string, unknown>
+}
+
+/** 1,000 resources, so that lists page over real rows; the id of one to get. */
+async function seed(server: Server, token: string): Promise<number> {
+  let id = 0
+  for (let batch = 0; batch < 20; batch++) {
+    const made = await Promise.all(Array.from({ length: 50 }, () =>
+      call(`${server.url}/api/resource/v1/`, token, 'POST', { name: nextName() })))
+    id = made[0]?.id as number
+  }
+  return id
+}
+
+const selected = (s: Scenario) => only === '' || s.name.includes(only)
+
+async function runConfig(config: string, flags: string[], baselineUrl: string, provider: TestProvider,
+  scenarios: Scenario[], limit?: (scenario: Scenario, baseline: number, c: Context) => Promise<number>): Promise<void> {
+  const list = scenarios.filter(selected)
+  if (list.length === 0 || !config.includes(onlyConfig)) return
+  out(`${config}: mrmat-ts-api-fastify ${flags.join(' ')}`)
+  const server = await startCli(config.replace(/\W+/g, '-'), [...flags, '--issuer', provider.issuer,
+    '--audience', provider.audience])
+  const token = await provider.jwt()
+  const c = { token, resourceId: await seed(server, token) }
+  for (const s of list) {
+    await compare(config, server, baselineUrl, s, c, limit === undefined ? undefined : (b) => limit(s, b, c))
+  }
+  await server.stop()
+}
+
+async function postgresDatabase(): Promise<string | undefined> {
+  const admin = new pg.Pool({ host: '127.0.0.1', port: 5432, database: 'postgres', max: 1,
+    connectionTimeoutMillis: 2000, user: process.env.PGUSER ?? process.env.USER ?? 'root' })
+  admin.on('error', () => undefined)
+  const name = `mrmat_bench_${String(process.pid)}`
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } catch (error) {
+    out(`PostgreSQL on 127.0.0.1:5432 is not available (${(error as Error).message}): its scenarios are left out`)
+    await admin.end()
+    return undefined
+  }
+  teardowns.push(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await admin.end()
+  })
+  return `postgres://127.0.0.1:5432/${name}`
+}
+
+async function driverLoop(url: string, kind: 'get' | 'create', resourceId: number): Promise<number> {
+  const child = spawn(process.execPath, [join(root, 'scripts/bench/pg-loop.mjs'), url, kind, '10', String(connections),
+    String(duration), String(resourceId)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  return (JSON.parse(await firstLine(child)) as { qps: number }).qps
+}
+
+async function startups(): Promise<number[]> {
+  const times: number[] = []
+  for (let i = 0; i < (short ? 1 : 5); i++) {
+    const server = await startCli(`startup-${String(i)}`, [])
+    times.push(server.startup)
+    await server.stop()
+  }
+  return times.sort((a, b) => a - b)
+}
+
+function table(): string {
+  const header = ['configuration', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'baseline', 'limit', 'ratio', 'target',
+    'RSS MB', 'err/non-2xx']
+  const lines = rows.map((r) => [r.config, r.scenario, String(Math.round(r.rps)), String(r.p50), String(r.p99),
+    String(Math.round(r.baseline)), r.limit === undefined ? '' : String(Math.round(r.limit)), r.ratio.toFixed(2),
+    r.target === undefined ? '' : `${r.target.toFixed(2)}${r.ratio < r.target ? ' MISSED' : ' ok'}`,
+    r.rssMb.toFixed(0), `${String(r.errors)}/${String(r.non2xx)}`])
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...lines.map(line)].join('\n')
+}
+
 try {
-  // Warm both servers (JIT, caches, the key fetch) before anything counts.
-  await measure(targets.baselineUrl, { duration: 1 })
-  for (const s of scenarios) await measure(s.url(targets), { ...s.options?.(targets), duration: 1 })
+  out('building dist/ (npm run build)')
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+  const provider = await startTestProvider({ teardown: (fn) => teardowns.push(fn) }, { accessTokenTTL: 3600 })
+  const baselineProcess = spawn(process.execPath, [join(root, 'scripts/bench/baseline.mjs')],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  teardowns.push(() => baselineProcess.kill('SIGTERM'))
+  const baselineUrl = await firstLine(baselineProcess)
+  await measure(baselineUrl, {}, 1)
 
-  const before = await measure(targets.baselineUrl)
-  const results = []
-  for (const s of scenarios) results.push({ scenario: s, ...await measure(s.url(targets), s.options?.(targets)) })
-  const after = await measure(targets.baselineUrl)
-  // The baseline is measured before and after, so that drift over the run shows and averages out.
-  const baseline = (before.rps + after.rps) / 2
+  const startup = await startups()
+  out(`startup to the first 200 on /healthz/, empty instance: median ${startup[Math.floor(startup.length / 2)]
+    ?.toFixed(0) ?? '?'} ms`)
 
-  const rows = [
-    {
-      route: 'bare Fastify (baseline)',
-      'req/s': Math.round(baseline),
-      ratio: '1.00',
-      floor: '',
-      verdict: '',
-      'errors/non-2xx': `${String(before.errors + after.errors)}/${String(before.non2xx + after.non2xx)}`,
-    },
-    ...results.map((r) => {
-      const ratio = r.rps / baseline
-      return {
-        route: r.scenario.name,
-        'req/s': Math.round(r.rps),
-        ratio: ratio.toFixed(2),
-        floor: r.scenario.floor?.toFixed(2) ?? '',
-        verdict: r.scenario.floor === undefined ? '' : ratio >= r.scenario.floor ? 'ok' : 'BELOW',
-        'errors/non-2xx': `${String(r.errors)}/${String(r.non2xx)}`,
-      }
-    }),
-  ]
-  console.log(
-    `\n${String(connections)} connections, ${String(duration)} s a run, Node ${process.version}; `
-    + `baseline ${String(Math.round(before.rps))} then ${String(Math.round(after.rps))} req/s`,
-  )
-  console.table(rows)
+  await runConfig('default', [], baselineUrl, provider, SCENARIOS)
+  await runConfig('access log off', ['--no-access-log'], baselineUrl, provider, SCENARIOS)
+  await runConfig('--workers 2', ['--workers', '2'], baselineUrl, provider,
+    SCENARIOS.filter((s) => s.name === 'greeting v1' || s.name === 'resource get by id'))
+
+  const postgres = onlyConfig === '' || 'PostgreSQL'.includes(onlyConfig) ? await postgresDatabase() : undefined
+  if (postgres !== undefined) {
+    const pgScenarios = SCENARIOS.filter((s) => s.name === 'resource get by id' || s.name === 'resource create')
+    const limit = async (s: Scenario, baseline: number, c: Context): Promise<number> => {
+      const driver = await driverLoop(postgres, s.name === 'resource create' ? 'create' : 'get', c.resourceId)
+      out(`    the pg driver alone: ${Math.round(driver)} queries/s`)
+      return 1 / (1 / baseline + 1 / driver)
+    }
+    await runConfig('PostgreSQL', ['--db', postgres], baselineUrl, provider, pgScenarios, limit)
+    await runConfig('PostgreSQL, access log off', ['--db', postgres, '--no-access-log'], baselineUrl, provider,
+      pgScenarios, limit)
+  }
+
+  const mix = rows.find((r) => r.config === 'default' && r.scenario === 'resource mix 80/20')
+  const machine = `${String(cpus().length)} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, `
+    + `Node ${process.version}`
+  out('')
+  out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`)
+  out('req/s: mean requests a second; p50/p99: latency percentiles (ms); baseline: the bare Fastify route in the '
+    + 'same rounds; limit: on PostgreSQL, 1/(1/baseline + 1/driver alone); ratio: req/s over the limit or baseline; '
+    + 'RSS: resident memory of the server after the scenario (all processes of a cluster)')
+  out(table())
+  const startupMedian = startup[Math.floor(startup.length / 2)] ?? 0
+  out(`startup median ${startupMedian.toFixed(0)} ms (target 400); RSS after the mix `
+    + `${mix?.rssMb.toFixed(0) ?? '?'} MB (target 120)`)
+  if (asJson) {
+    process.stdout.write(`${JSON.stringify({ machine, connections, duration, rounds, startupMs: startup, rows })}\n`)
+  }
+  const missed = rows.filter((r) => r.target !== undefined && r.ratio < r.target).length
+    + (startupMedian > 400 ? 1 : 0) + ((mix?.rssMb ?? 0) > 120 ? 1 : 0)
+  if (check && missed > 0) {
+    out(`${String(missed)} target(s) missed`)
+    process.exitCode = 1
+  }
 } finally {
-  await stop()
+  for (const fn of teardowns.reverse()) {
+    try {
+      await fn()
+    } catch { /* best effort */ }
+  }
 }

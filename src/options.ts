@@ -16,6 +16,8 @@ export const GROUPS = {
   logging: 'Logging',
 } as const
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
 /** RFC 6749's scope-token: printable ASCII without space, quote or backslash. */
 const SCOPE_TOKEN = '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$'
 const MILLISECONDS = Type.Integer({ minimum: 1, maximum: 3_600_000 })
@@ -194,12 +196,27 @@ export const SERVER_OPTIONS = {
     default: 0,
     description: 'Milliseconds readiness fails while still serving, before the listener closes',
   },
-  debug: {
+  logLevel: {
     group: GROUPS.logging,
-    alias: 'd',
+    schema: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level))),
+    defaultDescription: 'info, debug with -d',
+    description: 'Least severe level logged: fatal, error, warn, info, debug, trace or silent',
+  },
+  debug: { group: GROUPS.logging, alias: 'd', schema: Type.Boolean(), default: false, 
+    description: 'Log at debug level (as --log-level debug)' },
+  logFormat: {
+    group: GROUPS.logging,
+    schema: Type.Union([Type.Literal('json'), Type.Literal('pretty')]),
+    defaultDescription: 'pretty on a terminal, else json',
+    description: 'json: a JSON object a line (pipes, files, containers); pretty: a readable line an event',
+  },
+  accessLog: {
+    group: GROUPS.logging,
+    app: true,
     schema: Type.Boolean(),
-    default: false,
-    description: 'Log at debug level',
+    default: true,
+    description: 'One line a request: method, path, status, duration, request id '
+      + '(--no-access-log: none)',
   },
 } satisfies OptionTable
 

@@ -4,6 +4,7 @@ import type { TrustProxy } from './lib/trust-proxy.js'
 import { buildValidator } from './lib/validation.js'
 import type { AppOptionNames } from './lib/option-table.js'
 import { SERVER_OPTIONS, type ServerOptions } from './options.js'
+import { logController } from './lib/access-log.js'
 import { clientErrorHandler, frameworkErrorHandler } from './plugins/problem-details.js'
 import { genRequestId } from './plugins/request-id.js'
 
@@ -35,6 +36,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
       ? { logger: settings.logger ?? false }
       : { loggerInstance: settings.loggerInstance }),
     genReqId: genRequestId,
+    logController: logController(settings.accessLog ?? SERVER_OPTIONS.accessLog.default),
     bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
     trustProxy: trustProxyOption(settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default),
     keepAliveTimeout: settings.keepAliveTimeout ?? SERVER_OPTIONS.keepAliveTimeout.default,

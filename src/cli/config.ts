@@ -10,7 +10,10 @@ import { SQLITE_MEMORY, type DatabaseLocation } from '../plugins/database/url.js
 export const DEFAULT_DATABASE_FILE = 'mrmat-ts-api-fastify.sqlite'
 
 /** The server's configuration, validated once at the edge: the rest of the code trusts it. */
-export interface ServerConfig extends Omit<ServerOptions, 'db' | 'workers'> {
+export interface ServerConfig extends Omit<ServerOptions, 'db' | 'workers' | 'logLevel' | 'logFormat'> {
+  logLevel: NonNullable<ServerOptions['logLevel']>
+  /** --log-format, else pretty on a terminal and JSON elsewhere. */
+  logFormat: NonNullable<ServerOptions['logFormat']>
   /** --db, else the SQLite file in the instance path. */
   database: DatabaseLocation
   /** Worker processes; 1 serves from this process without node:cluster. */
@@ -25,7 +28,8 @@ export interface ServerConfig extends Omit<ServerOptions, 'db' | 'workers'> {
  * nothing behind.
  */
 export function resolveServerConfig(sources: OptionSources): ServerConfig {
-  const { db, workers: workersOption, ...options } = resolveOptions(SERVER_OPTIONS, SERVER_NAMING, sources)
+  const { db, workers: workersOption, logLevel, logFormat, ...options } = resolveOptions(SERVER_OPTIONS, SERVER_NAMING,
+    sources)
   const database = db ?? { dialect: 'sqlite' as const, file: join(options.instancePath, DEFAULT_DATABASE_FILE) }
   const workers = workersOption === 'auto' ? availableParallelism() : workersOption
   if (workers > 1 && database.dialect === 'sqlite' && database.file === SQLITE_MEMORY) {
@@ -58,5 +62,12 @@ export function resolveServerConfig(sources: OptionSources): ServerConfig {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message
     throw new ConfigError(`cannot create --instance-path ${options.instancePath}: ${reason}`)
   }
-  return { ...options, database, workers, auth }
+  return {
+    ...options,
+    database,
+    workers,
+    auth,
+    logLevel: logLevel ?? (options.debug ? 'debug' : 'info'),
+    logFormat: logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json'),
+  }
 }

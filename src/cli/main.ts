@@ -6,10 +6,9 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { EXIT_RUNTIME, EXIT_USAGE, exitCodeOf, UsageError } from '../lib/errors.js'
 import { yargsOptions, type OptionSources } from '../lib/option-table.js'
-import { packageVersion } from '../lib/package-info.js'
+import { PACKAGE_NAME as NAME, packageVersion } from '../lib/package-info.js'
 import { SERVER_OPTIONS } from '../options.js'
 import { resolveServerConfig, type ServerConfig } from './config.js'
-import { migrateOnly, NAME, serve } from './serve.js'
 
 export const CONFIG_ENV = 'MRMAT_CONFIG'
 
@@ -85,7 +84,11 @@ export async function main(args: string[]): Promise<void> {
       return
     }
     if (invocation.command === 'openapi') await printOpenApi()
-    else await (invocation.command === 'serve' ? serve : migrateOnly)(invocation.config)
+    else {
+      // Loaded only to run: --help, --version and a refused option need none of the server.
+      const { migrateOnly, serve } = await import('./serve.js')
+      await (invocation.command === 'serve' ? serve : migrateOnly)(invocation.config)
+    }
   } catch (error) {
     const err = error as Error
     // yargs reports what it refuses itself (a missing value, a bad choice) as a YError.

@@ -1,23 +1,16 @@
 import cluster from 'node:cluster'
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { buildApp } from '../app.js'
 import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
 import { describeDatabase, openDatabase, type Database } from '../plugins/database/index.js'
 import { onPrimaryShutdown, runPrimary } from './cluster.js'
 import type { ServerConfig } from './config.js'
-
-export const NAME = 'mrmat-ts-api-fastify'
+import { createLogger } from './logger.js'
 
 /** The server could not start: the port is taken, say. */
 export const StartError = codedError('MRMAT_START_FAILED', { exitCode: EXIT_RUNTIME })
-
-function makeLogger(config: ServerConfig): Logger {
-  // Every line carries pino's pid; the role says which process of a cluster wrote it.
-  const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
-  return pino({ name: NAME, level: config.debug ? 'debug' : 'info' }).child({ role })
-}
 
 async function openMigrated(config: ServerConfig, log: Logger, migrate = true): Promise<Database> {
   log.info({ instancePath: config.instancePath, database: describeDatabase(config.database) }, 'opening the database')
@@ -35,7 +28,7 @@ async function openMigrated(config: ServerConfig, log: Logger, migrate = true): 
 
 /** `migrate`: applies the pending migrations and exits. */
 export async function migrateOnly(config: ServerConfig): Promise<void> {
-  const database = await openMigrated(config, makeLogger(config))
+  const database = await openMigrated(config, await createLogger(config))
   await database.close()
 }
 
@@ -45,7 +38,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     await servePrimary(config)
     return
   }
-  const log = makeLogger(config)
+  const log = await createLogger(config)
   // The primary of a cluster has migrated already: workers starting together must not race to.
   const database = await openMigrated(config, log, cluster.isPrimary)
   const app = await buildApp({ ...config, loggerInstance: log, database, shutdownReadiness: true })
@@ -85,7 +78,7 @@ export async function serve(config: ServerConfig): Promise<void> {
 }
 
 async function servePrimary(config: ServerConfig): Promise<void> {
-  const log = makeLogger(config)
+  const log = await createLogger(config)
   const database = await openMigrated(config, log)
   await database.close()
   log.info({ workers: config.workers }, `primary (pid ${process.pid}) starting ${config.workers} workers`)

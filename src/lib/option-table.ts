@@ -197,7 +197,8 @@ export function optionsMarkdown(table: OptionTable, naming: TableNaming): string
       rows.push(`| **${group}** | | | |`)
     }
     const flag = `\`--${flagOf(name)}\`${spec.alias === undefined ? '' : `, \`-${spec.alias}\``}`
-    const shown = spec.defaultDescription ?? (spec.default === undefined ? 'none' : `\`${JSON.stringify(spec.default).replace(/^"|"$/g, '')}\``)
+    const value = spec.default === undefined ? 'none' : `\`${JSON.stringify(spec.default).replace(/^"|"$/g, '')}\``
+    const shown = spec.defaultDescription ?? value
     rows.push(`| ${flag} | \`${envOf(name, spec, naming)}\` | ${shown} | ${spec.description.replaceAll('|', '\\|')} |`)
   }
   return rows.join('\n')

@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PACKAGE_NAME = 'mrmat-ts-api-fastify'
+/** The package's name, which is also the server's command and its logger's name. */
+export const PACKAGE_NAME = 'mrmat-ts-api-fastify'
 
 /**
  * The folder holding this package's package.json. Sources run from src/ in development and from

@@ -1,0 +1,37 @@
+// The PostgreSQL driver alone, for npm run bench: the same statement the server runs, in a loop on a pool of the
+// server's size with the bench's concurrency, for a number of seconds. Prints {"qps": …} and exits.
+// Usage: node pg-loop.mjs <url> <get|create> <pool size> <concurrency> <seconds> <resource id>
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+
+const [url, kind, poolSize, concurrency, seconds, resourceId] = process.argv.slice(2)
+const pool = new pg.Pool({ connectionString: url, max: Number(poolSize) })
+// The statements of plugins/resource/v1/repository-postgres.ts, prepared by name as there.
+const GET = {
+  name: 'bench_get',
+  text: 'SELECT r.id, r.name, o.id AS owner_id, o.subject, o.name AS owner_name '
+    + 'FROM resources r JOIN owners o ON o.id = r.owner_id WHERE r.id = $1',
+}
+const CREATE = {
+  name: 'bench_create',
+  text: `WITH o AS (
+      INSERT INTO owners (subject, name) VALUES ($1, $2)
+      ON CONFLICT (subject) DO UPDATE SET name = excluded.name
+      RETURNING id, subject, name),
+    r AS (INSERT INTO resources (owner_id, name) SELECT o.id, $3 FROM o RETURNING id, name)
+    SELECT r.id, r.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name FROM r, o`,
+}
+const prefix = randomBytes(4).toString('hex')
+let done = 0
+const deadline = Date.now() + Number(seconds) * 1000
+async function loop() {
+  while (Date.now() < deadline) {
+    if (kind === 'get') await pool.query({ ...GET, values: [Number(resourceId)] })
+    else await pool.query({ ...CREATE, values: ['pg-loop', 'pg-loop', `loop-${prefix}-${done}`] })
+    done++
+  }
+}
+const started = Date.now()
+await Promise.all(Array.from({ length: Number(concurrency) }, loop))
+process.stdout.write(`${JSON.stringify({ qps: done / ((Date.now() - started) / 1000) })}\n`)
+await pool.end()

@@ -1,0 +1,38 @@
+import cluster from 'node:cluster'
+import { pino, type Logger } from 'pino'
+import { PACKAGE_NAME } from '../lib/package-info.js'
+import type { ServerConfig } from './config.js'
+
+/** Fields the pretty line shows in its own words, or leaves out as noise on a terminal. */
+const SHOWN = ['pid', 'hostname', 'name', 'role', 'reqId', 'method', 'path', 'status', 'durationMs', 'remoteAddress']
+
+/** One readable line an event: the access line as `GET /path 200 1.2 ms`, anything else as its message. */
+function prettyMessage(log: Record<string, unknown>, messageKey: string): string {
+  const id = typeof log.reqId === 'string' ? ` [${log.reqId}]` : ''
+  if (typeof log.method === 'string' && typeof log.status === 'number') {
+    return `${log.method} ${String(log.path)} ${String(log.status)} ${String(log.durationMs)} ms${id}`
+  }
+  return `${String(log[messageKey])}${id}`
+}
+
+/**
+ * The server's logger. JSON lines go through pino's asynchronous destination: a request never waits for a write,
+ * writes under load are coalesced, and pino flushes what is buffered on exit and on fatal errors. A terminal gets
+ * pino-pretty's readable lines instead, loaded only then.
+ */
+export async function createLogger(config: ServerConfig): Promise<Logger> {
+  // Every line carries pino's pid; the role says which process of a cluster wrote it.
+  const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
+  const options = { name: PACKAGE_NAME, level: config.logLevel }
+  if (config.logFormat === 'json') return pino(options, pino.destination({ dest: 1, sync: false })).child({ role })
+  const { default: pretty } = await import('pino-pretty')
+  const stream = pretty({
+    colorize: process.stdout.isTTY,
+    singleLine: true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: SHOWN.join(','),
+    messageFormat: prettyMessage,
+    sync: true,
+  })
+  return pino(options, stream).child({ role })
+}
