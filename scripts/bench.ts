@@ -38,6 +38,7 @@ const teardowns: (() => unknown)[] = [() => { rmSync(work, { recursive: true, fo
 
 interface Measured {
   rps: number
+  total: number
   p50: number
   p99: number
   errors: number
@@ -48,6 +49,7 @@ async function measure(url: string, options: Partial<autocannon.Options> = {}, s
   const result = await autocannon({ url, connections, duration: seconds, ...options })
   return {
     rps: result.requests.average,
+    total: result.requests.total,
     p50: result.latency.p50,
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
@@ -95,11 +97,13 @@ async function startCli(name: string, flags: string[]): Promise<Server> {
   const instance = mkdtempSync(join(work, `${name}-`))
   const log = openSync(join(work, `${name}.log`), 'a')
   const started = performance.now()
-  const child = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance,
-    ...flags], { stdio: ['ignore', log, log] })
+  const cliArgs = [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance, ...flags]
+  const child = spawn(process.execPath, cliArgs, { stdio: ['ignore', log, log] })
   const url = `http://127.0.0.1:${String(port)}`
   while (!(await healthy(url))) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${String(child.exitCode)}; see ${work}/${name}.log`)
+    if (child.exitCode !== null) {
+      throw new Error(`${name} exited with ${String(child.exitCode)}; see ${work}/${name}.log`)
+    }
     await sleep(5)
   }
   const startup = performance.now() - started
@@ -121,6 +125,19 @@ async function startCli(name: string, flags: string[]): Promise<Server> {
     return [pid, ...children]
   }
   return { url, pids, startup, stop }
+}
+
+/** CPU seconds (user and system) the processes have used so far; with the load generator on the same cores, CPU
+ * time a request is steadier than requests a second. */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+      ticks += Number(fields[11]) + Number(fields[12])
+    } catch { /* gone */ }
+  }
+  return ticks / 100
 }
 
 function rssMb(pids: number[]): number {
@@ -196,11 +213,15 @@ interface Row {
   limit?: number
   target?: number
   rssMb: number
+  /** CPU microseconds a request, of the server and of the baseline. */
+  cpuUs: number
+  baselineCpuUs: number
   errors: number
   non2xx: number
 }
 
 const rows: Row[] = []
+let baselinePid = 0
 
 /** A B A B: the baseline and the scenario in turns, the same connections and duration, so that drift cancels. */
 async function compare(config: string, server: Server, baselineUrl: string, scenario: Scenario, c: Context,
@@ -209,30 +230,44 @@ async function compare(config: string, server: Server, baselineUrl: string, scen
   const options = scenario.options?.(c) ?? {}
   await measure(url, options, 1)
   let base = 0
-  let sum: Measured = { rps: 0, p50: 0, p99: 0, errors: 0, non2xx: 0 }
+  let baseCpu = 0
+  let baseTotal = 0
+  let cpu = 0
+  let sum: Measured = { rps: 0, total: 0, p50: 0, p99: 0, errors: 0, non2xx: 0 }
   for (let round = 0; round < rounds; round++) {
-    base += (await measure(baselineUrl)).rps
+    const baseStart = cpuSeconds([baselinePid])
+    const b = await measure(baselineUrl)
+    baseCpu += cpuSeconds([baselinePid]) - baseStart
+    base += b.rps
+    baseTotal += b.total
+    const start = cpuSeconds(server.pids())
     const m = await measure(url, options)
-    sum = { rps: sum.rps + m.rps, p50: Math.max(sum.p50, m.p50), p99: Math.max(sum.p99, m.p99),
-      errors: sum.errors + m.errors, non2xx: sum.non2xx + m.non2xx }
+    cpu += cpuSeconds(server.pids()) - start
+    sum = { rps: sum.rps + m.rps, total: sum.total + m.total, p50: Math.max(sum.p50, m.p50),
+      p99: Math.max(sum.p99, m.p99), errors: sum.errors + m.errors, non2xx: sum.non2xx + m.non2xx }
   }
   const baseline = base / rounds
   const rps = sum.rps / rounds
   const sameCore = limit === undefined ? undefined : await limit(baseline)
   const row: Row = { config, scenario: scenario.name, rps, p50: sum.p50, p99: sum.p99, baseline,
-    ratio: rps / (sameCore ?? baseline), rssMb: rssMb(server.pids()), errors: sum.errors, non2xx: sum.non2xx }
+    ratio: rps / (sameCore ?? baseline), rssMb: rssMb(server.pids()), cpuUs: (cpu / sum.total) * 1e6,
+    baselineCpuUs: (baseCpu / baseTotal) * 1e6, errors: sum.errors, non2xx: sum.non2xx }
   if (sameCore !== undefined) row.limit = sameCore
   const target = TARGETS[scenario.name]?.[config]
   if (target !== undefined) row.target = target
   rows.push(row)
-  out(`  ${config} · ${scenario.name}: ${Math.round(rps)} req/s, ratio ${row.ratio.toFixed(2)}`
+  out(`  ${config} · ${scenario.name}: ${Math.round(rps)} req/s, ratio ${row.ratio.toFixed(2)}, `
+    + `CPU ${row.cpuUs.toFixed(0)} µs a request (baseline ${row.baselineCpuUs.toFixed(0)})`
     + (target === undefined ? '' : ` (target ${target.toFixed(2)})`))
 }
 
 async function call(url: string, token: string, method = 'GET', body?: unknown): Promise<Record<string, unknown>> {
   const res = await fetch(url, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   })
   if (!res.ok) throw new Error(`${method} ${url}: ${String(res.status)} ${await res.text()}`)
@@ -304,11 +339,12 @@ async function startups(): Promise<number[]> {
 
 function table(): string {
   const header = ['configuration', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'baseline', 'limit', 'ratio', 'target',
-    'RSS MB', 'err/non-2xx']
+    'CPU µs/req', 'RSS MB', 'err/non-2xx']
   const lines = rows.map((r) => [r.config, r.scenario, String(Math.round(r.rps)), String(r.p50), String(r.p99),
     String(Math.round(r.baseline)), r.limit === undefined ? '' : String(Math.round(r.limit)), r.ratio.toFixed(2),
     r.target === undefined ? '' : `${r.target.toFixed(2)}${r.ratio < r.target ? ' MISSED' : ' ok'}`,
-    r.rssMb.toFixed(0), `${String(r.errors)}/${String(r.non2xx)}`])
+    `${r.cpuUs.toFixed(0)} (${r.baselineCpuUs.toFixed(0)})`, r.rssMb.toFixed(0),
+    `${String(r.errors)}/${String(r.non2xx)}`])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...lines.map(line)].join('\n')
@@ -322,6 +358,7 @@ try {
     { stdio: ['ignore', 'pipe', 'inherit'] })
   teardowns.push(() => baselineProcess.kill('SIGTERM'))
   const baselineUrl = await firstLine(baselineProcess)
+  baselinePid = baselineProcess.pid ?? 0
   await measure(baselineUrl, {}, 1)
 
   const startup = await startups()
@@ -353,6 +390,7 @@ try {
   out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`)
   out('req/s: mean requests a second; p50/p99: latency percentiles (ms); baseline: the bare Fastify route in the '
     + 'same rounds; limit: on PostgreSQL, 1/(1/baseline + 1/driver alone); ratio: req/s over the limit or baseline; '
+    + 'CPU µs/req: CPU time a request, the server\'s (the baseline\'s); '
     + 'RSS: resident memory of the server after the scenario (all processes of a cluster)')
   out(table())
   const startupMedian = startup[Math.floor(startup.length / 2)] ?? 0

@@ -2,8 +2,9 @@ import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 
 /**
  * Fastify's request logging as one line a request, when it is answered: method, path (never the query string,
- * which may hold secrets), status, duration, the client's address (as --trust-proxy allows) and, through the request's logger, its id; instead of Fastify's two
- * lines ("incoming request", "request completed") with whole request and response objects.
+ * which may hold secrets), status, duration, the client's address (as --trust-proxy allows) and, through the request's
+ * logger, its id; instead of Fastify's two lines ("incoming request", "request completed") with whole request and
+ * response objects.
  */
 export class AccessLog extends LogController {
   override incomingRequest(): void {

@@ -4,7 +4,10 @@ import { owners, resources } from '#src/plugins/database/schema/sqlite.js'
 import { nameClash, type ResourceRepository } from './repository.js'
 import type { Resource } from './schemas.js'
 
-/** better-sqlite3 is synchronous: every statement is prepared once here and each write is one transaction. */
+/**
+ * better-sqlite3 is synchronous: every statement is prepared once here, and each write is one atomic unit, committed
+ * together with the writes of the same moment (group commit).
+ */
 export function sqliteResources(database: SqliteDatabase): ResourceRepository {
   const { orm } = database
   const columns = {
@@ -50,9 +53,10 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     .prepare()
   const refusal = (id: number) => (exists.get({ id }) === undefined ? 'not-found' as const : 'forbidden' as const)
 
-  function translated<T>(write: () => T): T {
+  /** One atomic write, committed with the others of the same moment (database.write). */
+  async function translated<T>(write: () => T): Promise<T> {
     try {
-      return orm.transaction(write, { behavior: 'immediate' })
+      return await database.write(write)
     } catch (error) {
       throw nameClash(error)
     }

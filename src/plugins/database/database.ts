@@ -22,6 +22,11 @@ export interface SqliteDatabase extends DatabaseBase {
   readonly orm: BetterSQLite3Database<typeof sqliteSchema>
   /** The better-sqlite3 connection beneath, for pragmas and statements drizzle does not build. */
   readonly connection: BetterSqlite3.Database
+  /**
+   * Runs `work` (synchronous statements) as one atomic write, committed together with the other writes of the same
+   * turn of the event loop; resolves once committed.
+   */
+  write<T>(work: () => T): Promise<T>
 }
 
 export interface PostgresDatabase extends DatabaseBase {

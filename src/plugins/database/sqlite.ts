@@ -6,6 +6,7 @@ import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
 import { DatabaseError, type SqliteDatabase } from './database.js'
+import { groupCommit } from './group-commit.js'
 import * as schema from './schema/sqlite.js'
 import { SQLITE_MEMORY } from './url.js'
 
@@ -50,6 +51,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
     description: `sqlite:${file}`,
     orm,
     connection,
+    write: groupCommit(connection),
     async migrate() {
       try {
         migrate(orm, { migrationsFolder: migrationsFolder('sqlite') })
