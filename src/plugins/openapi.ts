@@ -1,6 +1,5 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import type { ApiTag } from '../lib/openapi-tags.js'
 import { packageVersion } from '../lib/package-info.js'
@@ -61,7 +60,8 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
   fastify.get('/openapi.json', { schema: { hide: true } }, async () => fastify.swagger())
 
   if (options.ui !== false) {
-    await fastify.register(swaggerUi, {
+    // Loaded only when served: a server without Swagger UI does not read its assets' plugin at all.
+    await fastify.register((await import('@fastify/swagger-ui')).default, {
       routePrefix: '/docs',
       uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: false },
       validatorUrl: false,

@@ -22,9 +22,15 @@ const LOCATIONS: Record<string, InvalidParam['in']> = {
   headers: 'header',
 }
 
+/**
+ * The most fields a validation problem lists; the detail counts the rest, so that a hostile request gets a short
+ * answer.
+ */
+export const LISTED_ERRORS = 10
+
 function invalidParams(error: FastifyError): InvalidParam[] {
   const where = LOCATIONS[error.validationContext ?? 'body'] ?? 'body'
-  return (error.validation ?? []).map((v: ValidationError) => {
+  return (error.validation ?? []).slice(0, LISTED_ERRORS).map((v: ValidationError) => {
     const params: Record<string, unknown> = v.params
     // ajv reports a missing or extra property on the parent object; point at the property itself.
     const child = params.missingProperty ?? params.additionalProperty
@@ -33,10 +39,10 @@ function invalidParams(error: FastifyError): InvalidParam[] {
   })
 }
 
-function describe(params: InvalidParam[]): string {
+function describe(params: InvalidParam[], total: number): string {
   const first = params[0]
   if (first === undefined) return 'The request failed validation'
-  const more = params.length > 1 ? ` (and ${params.length - 1} more)` : ''
+  const more = total > 1 ? ` (and ${total - 1} more)` : ''
   return `The ${first.in} field ${first.name} ${first.detail}${more}`
 }
 
@@ -66,7 +72,7 @@ export function toProblem(error: FastifyError | HttpProblem, request: FastifyReq
         type: ProblemTypes.validation,
         title: 'Validation failed',
         status: 400,
-        detail: describe(errors),
+        detail: describe(errors, error.validation.length),
         ...base,
         errors,
       },
@@ -134,7 +140,8 @@ async function problemDetails(fastify: FastifyInstance): Promise<void> {
   fastify.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?', 1)[0] ?? '/'
     const allowed = METHODS.filter((method) => known.find(method, path) !== null)
-    if (allowed.length > 0) {
+    // A route that takes this method and still found nothing (a file under a static folder, say) is a 404.
+    if (allowed.length > 0 && !allowed.includes(request.method as HTTPMethod)) {
       return sendProblem(
         reply,
         {

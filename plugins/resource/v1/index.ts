@@ -6,8 +6,6 @@ import { HttpProblem, problemResponses } from '#src/lib/problem.js'
 import { absoluteUrl } from '#src/lib/urls.js'
 import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
 import type { Caller, ResourceRepository } from './repository.js'
-import { postgresResources } from './repository-postgres.js'
-import { sqliteResources } from './repository-sqlite.js'
 import {
   ResourceIdParamsSchema,
   ResourceListQuerySchema,
@@ -29,6 +27,12 @@ export { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
  * Resource v1: named resources that anyone with the read scope can see and only their owner, with
  * the write scope, can rename or delete. Needs the mrmat-auth and mrmat-database plugins.
  */
+/**
+ * A name is at most 255 characters: even escaped as \uXXXX and padded, its body fits in 8 KiB. A larger one is
+ * refused (413) before it is parsed, whatever the server's own, larger, body limit.
+ */
+const BODY_LIMIT = 8 * 1024
+
 const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify, options) => {
   const tags = [documentTag(fastify, {
     name: 'resource v1',
@@ -37,10 +41,12 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   const read = [{ bearerAuth: [options.readScope ?? DEFAULT_READ_SCOPE] }]
   const write = [{ bearerAuth: [options.writeScope ?? DEFAULT_WRITE_SCOPE] }]
   const { database } = fastify
+  // Only the dialect in use is loaded, with its drizzle schema.
   const repository: ResourceRepository = database.dialect === 'sqlite'
-    ? sqliteResources(database)
-    : postgresResources(database)
+    ? (await import('./repository-sqlite.js')).sqliteResources(database)
+    : (await import('./repository-postgres.js')).postgresResources(database)
   const base = fastify.prefix
+  const bodyLimit = Math.min(BODY_LIMIT, fastify.initialConfig.bodyLimit ?? BODY_LIMIT)
 
   function caller(request: Parameters<typeof identityOf>[0]): Caller {
     const identity = identityOf(request)
@@ -92,6 +98,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   })
 
   fastify.post('/', {
+    bodyLimit,
     schema: {
       summary: 'Create a resource owned by the caller',
       tags,
@@ -105,6 +112,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   })
 
   fastify.put('/:id', {
+    bodyLimit,
     schema: {
       summary: 'Rename a resource the caller owns',
       tags,

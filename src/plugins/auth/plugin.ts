@@ -1,11 +1,13 @@
 import fp from 'fastify-plugin'
-import fastifyJwt, { type FastifyJWTOptions } from '@fastify/jwt'
-import type { FastifyInstance, FastifyRequest, preHandlerHookHandler, RouteOptions } from 'fastify'
+import type { FastifyJWTOptions } from '@fastify/jwt'
+import type {
+  FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, preHandlerHookHandler, RouteOptions,
+} from 'fastify'
 import { ALGORITHMS, insufficientScope, notConfigured, tokenRequired } from './challenge.js'
 import type { Identity } from './identity.js'
-import { DEFAULT_TIMINGS, IdentityProvider, type ProviderTimings } from './identity-provider.js'
+import type { IdentityProvider, ProviderTimings } from './identity-provider.js'
 import type { AuthSettings } from './settings.js'
-import { TokenVerifier, type VerifierOptions } from './verifier.js'
+import type { TokenVerifier, VerifierOptions } from './verifier.js'
 
 export { ALGORITHMS } from './challenge.js'
 
@@ -80,6 +82,12 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
   if (settings === undefined) {
     fastify.decorate('identityProvider', null)
   } else {
+    // Loaded only when a provider is configured: a server without one needs none of the token machinery.
+    const [{ default: fastifyJwt }, { DEFAULT_TIMINGS, IdentityProvider }, { TokenVerifier }] = await Promise.all([
+      import('@fastify/jwt'),
+      import('./identity-provider.js'),
+      import('./verifier.js'),
+    ])
     const provider = new IdentityProvider(settings, fastify.log, { ...DEFAULT_TIMINGS, ...options.timings })
     fastify.decorate('identityProvider', provider)
     await fastify.register(fastifyJwt, jwtOptions(settings, provider))
@@ -99,6 +107,19 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
         : 'A bearer token is required in the Authorization header')
     }
     return token
+  }
+
+  /**
+   * onRequest: a request without a bearer token is refused before its body is read, parsed or validated, so that a
+   * stranger's junk costs next to nothing. The token itself is checked in the preHandler, as the design asks.
+   */
+  function requireBearerToken(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    try {
+      presentedToken(request)
+      done()
+    } catch (error) {
+      done(error as Error)
+    }
   }
 
   function authenticate(required: string[]): preHandlerHookHandler {
@@ -141,7 +162,51 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
     const hook = authenticate(scopes)
     ours.add(hook)
     route.preHandler = [hook, ...existing]
+    route.onRequest = [requireBearerToken, ...(route.onRequest === undefined ? [] : [route.onRequest].flat())]
+    route.config = { ...route.config, [CHECKED]: true } as typeof route.config
   })
+  guardDeclaredRoutes(fastify, realm)
+}
+
+/** Marks, in a route's config, that this plugin installed the token check on it. */
+const CHECKED = Symbol.for('mrmat-ts-api-fastify.bearer-checked')
+const GUARDED = Symbol.for('mrmat-ts-api-fastify.bearer-guard')
+
+/**
+ * Fails closed where the check cannot be installed: a route that declares bearerAuth before this plugin is registered,
+ * while its registration is not awaited, or in a context it does not reach. A hook on the root instance (hooks there
+ * reach every route, whenever it was declared) refuses such a route's requests with a 401, and logs why once.
+ */
+function guardDeclaredRoutes(fastify: FastifyInstance, realm: string): void {
+  let root = fastify
+  // A child context is an Object.create() of its parent: the root is at the end of the chain.
+  for (let up = Object.getPrototypeOf(root) as unknown; isInstance(up); up = Object.getPrototypeOf(up) as unknown) {
+    root = up
+  }
+  const marked = root as FastifyInstance & { [GUARDED]?: true }
+  if (marked[GUARDED] === true) return
+  marked[GUARDED] = true
+  const reported = new Set<string>()
+  root.addHook('onRequest', function refuseUncheckedRoutes(request, _reply, done) {
+    const { schema, config, url } = request.routeOptions
+    const security = (schema as { security?: Record<string, unknown>[] } | undefined)?.security
+    if (security === undefined || (config as unknown as Record<symbol, unknown> | undefined)?.[CHECKED] === true
+      || !security.some((entry) => BEARER_AUTH in entry)) {
+      done()
+      return
+    }
+    const route = `${request.method} ${url ?? request.url}`
+    if (!reported.has(route)) {
+      reported.add(route)
+      request.log.error({ route }, 'a route declares bearerAuth security, but the token check is not installed on it: '
+        + 'register the auth plugin (awaited) before the route, in the same or a parent context; refusing its requests')
+    }
+    done(notConfigured(realm))
+  })
+}
+
+function isInstance(value: unknown): value is FastifyInstance {
+  return typeof value === 'object' && value !== null && typeof (value as { addHook?: unknown }).addHook === 'function'
 }
 
 export default fp(bearerAuth, { name: 'mrmat-auth', fastify: '5.x' })
