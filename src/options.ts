@@ -5,6 +5,7 @@ import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from '#plugins/resource/v1/co
 import { ConfigError } from './lib/errors.js'
 import type { OptionTable, OptionValues, TableNaming } from './lib/option-table.js'
 import { parseTrustProxy } from './lib/trust-proxy.js'
+import { TOKEN_TYPE_POLICIES } from './plugins/auth/token-type.js'
 import { parseDatabaseUrl } from './plugins/database/url.js'
 
 export const GROUPS = {
@@ -67,10 +68,10 @@ export const SERVER_OPTIONS = {
   trustProxy: {
     group: GROUPS.server,
     app: true,
-    schema: Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 100 }), Type.String()]),
+    schema: Type.Union([Type.Boolean(), Type.String()]),
     default: false,
-    description: 'Take client address, scheme and host from X-Forwarded-* of: true (anyone), a hop count, '
-      + 'or a comma-separated list of proxy IPs/CIDRs',
+    description: 'Take client address, scheme and host from X-Forwarded-* of these proxies: a comma-separated list '
+      + 'of IPs and CIDRs (or loopback, linklocal, uniquelocal); true trusts anyone, so any client can forge them',
     parse: parseTrustProxy,
   },
   db: {
@@ -114,6 +115,13 @@ export const SERVER_OPTIONS = {
     schema: Type.Integer({ minimum: 0, maximum: 600 }),
     default: 30,
     description: 'Seconds of clock skew allowed on exp and nbf',
+  },
+  tokenType: {
+    group: GROUPS.auth,
+    schema: Type.Union(TOKEN_TYPE_POLICIES.map((policy) => Type.Literal(policy))),
+    default: 'compatible',
+    description: 'Which JWTs are access tokens: strict = only typ at+jwt (RFC 9068); compatible = also the plain JWTs '
+      + 'of Keycloak and Entra ID that carry scopes or roles and no ID-token claims',
   },
   resourceReadScope: {
     group: GROUPS.auth,

@@ -1,6 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { TrustProxy } from './lib/trust-proxy.js'
 import { buildValidator } from './lib/validation.js'
 import type { AppOptionNames } from './lib/option-table.js'
 import { SERVER_OPTIONS, type ServerOptions } from './options.js'
@@ -21,11 +20,6 @@ export interface ServerSettings extends AppSettings {
   loggerInstance?: FastifyBaseLogger
 }
 
-/** Fastify takes a hop count at run time but its types do not: a hop count is "the nearest n hops". */
-function trustProxyOption(trust: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
-  return typeof trust === 'number' ? (_address, hop) => hop < trust : trust
-}
-
 /**
  * The Fastify instance with the server's settings: timeouts, body limit, proxies, request ids, problem details for
  * what goes wrong before routing, and trailing slashes. The API is registered on it as a plugin (see app.ts).
@@ -38,7 +32,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     genReqId: genRequestId,
     logController: logController(settings.accessLog ?? SERVER_OPTIONS.accessLog.default),
     bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
-    trustProxy: trustProxyOption(settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default),
+    trustProxy: settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default,
     keepAliveTimeout: settings.keepAliveTimeout ?? SERVER_OPTIONS.keepAliveTimeout.default,
     requestTimeout: settings.requestTimeout ?? SERVER_OPTIONS.requestTimeout.default,
     // No socket inactivity timeout: idle connections end at keepAliveTimeout, slow uploads at requestTimeout, and a

@@ -55,6 +55,7 @@ export function resolveServerConfig(sources: OptionSources): ServerConfig {
     audience: options.audience,
     jwksUri: options.jwksUri,
     clockTolerance: options.clockTolerance,
+    tokenType: options.tokenType,
   })
   try {
     mkdirSync(options.instancePath, { recursive: true })

@@ -57,6 +57,8 @@ function jwtOptions(settings: AuthSettings, provider: IdentityProvider): Fastify
       provider.publicKey((token as { header: Record<string, unknown> }).header),
     decode: { complete: true },
     verify: {
+      // The header too: its typ tells an access token from an ID token.
+      complete: true,
       // The hook has checked the header already; @fastify/jwt's own reader takes one space only.
       extractToken: (request: FastifyRequest) => bearerToken(request.headers.authorization),
       algorithms: [...ALGORITHMS],

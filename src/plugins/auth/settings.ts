@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { codedError, EXIT_USAGE } from '../../lib/errors.js'
+import type { TokenTypePolicy } from './token-type.js'
 
 /** How the API server finds and trusts its identity provider, validated once at start. */
 export interface AuthSettings {
@@ -18,6 +19,8 @@ export interface AuthSettings {
   clientSecret: string | undefined
   /** Seconds of clock skew allowed on `exp` and `nbf`. */
   clockTolerance: number
+  /** Which JWTs count as access tokens (see token-type.ts). */
+  tokenType: TokenTypePolicy
 }
 
 export const DEFAULT_CLOCK_TOLERANCE = 30
@@ -77,6 +80,7 @@ export function resolveAuthSettings(options: {
   audience?: string
   jwksUri?: string
   clockTolerance?: number
+  tokenType?: TokenTypePolicy
 }): AuthSettings | undefined {
   const web = options.secrets?.web
   const issuer = options.issuer ?? web?.issuer
@@ -99,5 +103,6 @@ export function resolveAuthSettings(options: {
     clientId: web?.client_id,
     clientSecret: web?.client_secret === '' ? undefined : web?.client_secret,
     clockTolerance: options.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE,
+    tokenType: options.tokenType ?? 'compatible',
   }
 }

@@ -5,6 +5,7 @@ import { ALGORITHMS, invalidToken, unavailable } from './challenge.js'
 import { identityFromClaims, type Identity } from './identity.js'
 import { ProviderUnavailableError, UnknownKeyError, type IdentityProvider } from './identity-provider.js'
 import type { AuthSettings } from './settings.js'
+import { notAnAccessIntrospection, notAnAccessJwt } from './token-type.js'
 
 // Longer than any real access token (Entra ID's run to a few KB), short enough to refuse junk cheaply.
 const MAX_TOKEN_LENGTH = 8192
@@ -77,11 +78,16 @@ export class TokenVerifier {
   }
 
   async #verifyJwt(request: FastifyRequest, token: string): Promise<Identity> {
-    let claims: Record<string, unknown>
+    let verified: { header: Record<string, unknown>, payload: Record<string, unknown> }
     try {
-      claims = await request.bearerJwtVerify()
+      verified = await request.bearerJwtVerify()
     } catch (error) {
       throw jwtFailure(this.realm, error)
+    }
+    const { header, payload: claims } = verified
+    const refusal = notAnAccessJwt(header, claims, this.settings.tokenType)
+    if (refusal !== undefined) {
+      throw invalidToken(this.realm, `The token is not an access token for this API: ${refusal}`)
     }
     const identity = identityFromClaims(claims)
     if (identity === undefined) throw invalidToken(this.realm, 'The token names no subject (sub)')
@@ -104,13 +110,11 @@ export class TokenVerifier {
     }
     if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
     const now = Date.now() / 1000
-    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
     if (claims.iss !== undefined && claims.iss !== settings.issuer) {
       throw invalidToken(realm, 'The token is from another issuer')
     }
-    if (claims.aud !== undefined && !audiences.includes(settings.audience)) {
-      throw invalidToken(realm, 'The token is for another audience')
-    }
+    const refusal = notAnAccessIntrospection(claims, settings.audience)
+    if (refusal !== undefined) throw invalidToken(realm, `The token is not an access token for this API: ${refusal}`)
     if (typeof claims.exp === 'number' && claims.exp + settings.clockTolerance < now) {
       throw invalidToken(realm, 'The token has expired')
     }
