@@ -7,6 +7,7 @@ import { packageVersion } from '../lib/package-info.js'
 import { Api, type GreetingVersion, type Resource } from './api.js'
 import { MAX_PAGE_SIZE, MAX_RESOURCE_ID } from '#plugins/resource/v1/contract.js'
 import { EXIT_USAGE, exitCodeOf } from '../lib/errors.js'
+import { printable } from '../lib/text.js'
 import {
   CLIENT_NAME,
   clientYargsOptions,
@@ -82,7 +83,9 @@ function integer(value: unknown, flag: string, min: number, max: number): number
 }
 
 function resourceRows(resources: Resource[]): string {
-  return table(['ID', 'NAME', 'OWNER'], resources.map((r) => [String(r.id), r.name, r.owner.name]))
+  // Names are other people's text: shown with any control or bidirectional character escaped.
+  const rows = resources.map((r) => [String(r.id), printable(r.name), printable(r.owner.name)])
+  return table(['ID', 'NAME', 'OWNER'], rows)
 }
 
 function cli(args: string[], io: Io, state: RunState): Argv {
@@ -156,7 +159,7 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       const name = argv.name as string | undefined
       if (name !== undefined && version !== 'v2') throw new UsageError('--name is for greeting v2 only')
       const greeting = await api(ctx).greeting(version, name)
-      ctx.output.result(greeting.message, greeting)
+      ctx.output.result(printable(greeting.message), greeting)
     }))
     .command('resource', 'Manage resources: list, get, create, rename, delete', (y) => y
       .command('list', 'List every resource (following next), or one page with --limit/--after', (y) => y.options({
@@ -192,12 +195,12 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       .command('create <name>', 'Create a resource you own', (y) => y
         .positional('name', { type: 'string' }), run(async (ctx, argv) => {
         const resource = await api(ctx).create(resourceName(argv.name))
-        ctx.output.result(`Created resource ${resource.id}: ${resource.name}`, resource)
+        ctx.output.result(`Created resource ${resource.id}: ${printable(resource.name)}`, resource)
       }))
       .command('rename <id> <name>', 'Rename a resource you own', (y) => y
         .positional('id', { type: 'string' }).positional('name', { type: 'string' }), run(async (ctx, argv) => {
         const resource = await api(ctx).rename(resourceId(argv.id), resourceName(argv.name))
-        ctx.output.result(`Renamed resource ${resource.id}: ${resource.name}`, resource)
+        ctx.output.result(`Renamed resource ${resource.id}: ${printable(resource.name)}`, resource)
       }))
       .command('delete <id>', 'Delete a resource you own', (y) => y
         .positional('id', { type: 'string' }), run(async (ctx, argv) => {
@@ -208,7 +211,7 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       .demandCommand(1, 'name a resource command: list, get, create, rename or delete'))
     .command('health', 'Ask the server whether it is up (/healthz/)', {}, run(async (ctx) => {
       const health = await api(ctx).health()
-      ctx.output.result(health.status, health)
+      ctx.output.result(printable(health.status), health)
     }))
     .demandCommand(1, 'name a command: login, logout, greeting, resource or health')
     .version(packageVersion)

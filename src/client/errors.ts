@@ -1,5 +1,6 @@
 import { EXIT_RUNTIME, EXIT_USAGE } from '../lib/errors.js'
 import type { InvalidParam, Problem } from '../lib/problem.js'
+import { UNSAFE_CHARACTERS } from '../lib/text.js'
 
 /** Exit codes of the client CLI: the README's table. */
 export const EXIT_OK = 0
@@ -43,9 +44,13 @@ export class ApiError extends ClientError {
   }
 }
 
-/** One line of text from someone else (a provider's error_description): no control characters, bounded. */
+const UNSAFE = new RegExp(`[${UNSAFE_CHARACTERS}]+`, 'gu')
+
+/**
+ * One line of text from someone else (a provider's error_description): no control characters or bidirectional
+ * marks, bounded.
+ */
 export function oneLine(text: string, max = 300): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001F\u007F-\u009F]+/g, ' ').trim()
+  const flat = text.replace(UNSAFE, ' ').trim()
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }

@@ -1,3 +1,4 @@
+import { printable } from '../lib/text.js'
 import { displayUrl, CLIENT_NAME, type ClientSettings } from './config.js'
 import { AuthError, ClientError } from './errors.js'
 import type { HttpOptions } from './http.js'
@@ -57,7 +58,7 @@ function save(session: Session, grant: CachedTokens['grant'], tokens: Tokens, pr
 function loggedIn(session: Session, cached: CachedTokens): void {
   const until = cached.expires_at === null ? undefined : new Date(cached.expires_at * 1000).toISOString()
   session.output.result(
-    `Logged in to ${displayUrl(session.settings.server)} as ${cached.user ?? session.settings.clientId}.`,
+    `Logged in to ${displayUrl(session.settings.server)} as ${printable(cached.user ?? session.settings.clientId)}.`,
     { logged_in: true, user: cached.user, server: displayUrl(session.settings.server), expires_at: until ?? null },
   )
 }

@@ -1,11 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { UNSAFE_CHARACTERS } from '#src/lib/text.js'
 import { DEFAULT_PAGE_SIZE, MAX_NAME_LENGTH, MAX_PAGE_SIZE, MAX_RESOURCE_ID } from './contract.js'
 
-// At least one visible character and no control characters (C0, DEL, C1: Unicode's Cc), spelled as
-// ranges so that clients without Unicode property escapes (Swagger UI) read it alike.
-const NAME_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F]*'
-  + '[^\\s\\u0000-\\u001F\\u007F-\\u009F]'
-  + '[^\\u0000-\\u001F\\u007F-\\u009F]*$'
+// At least one visible character, and none that could rewrite a terminal or reorder what a reader sees.
+const NAME_PATTERN = `^[^${UNSAFE_CHARACTERS}]*[^\\s${UNSAFE_CHARACTERS}][^${UNSAFE_CHARACTERS}]*$`
 
 export const ResourceIdParamsSchema = Type.Object({
   id: Type.Integer({ minimum: 1, maximum: MAX_RESOURCE_ID, description: 'The resource id' }),
@@ -32,7 +30,8 @@ export const ResourceNameSchema = Type.Object(
       minLength: 1,
       maxLength: MAX_NAME_LENGTH,
       pattern: NAME_PATTERN,
-      description: '1 to 255 characters, no control characters; surrounding spaces are trimmed. Unique per owner.',
+      description: '1 to 255 characters, no control characters or bidirectional marks; surrounding spaces are '
+        + 'trimmed. Unique per owner.',
       examples: ['my-resource'],
     }),
   },

@@ -8,6 +8,9 @@ import type { AuthSettings } from './settings.js'
 /** The provider cannot be reached (or has not been yet): the client should retry later (503). */
 export const ProviderUnavailableError = codedError('MRMAT_IDENTITY_PROVIDER_UNAVAILABLE', { statusCode: 503 })
 
+/** The provider refused to introspect the token itself (400: malformed, unknown kind): the token is bad (401). */
+export const TokenRefusedError = codedError('MRMAT_TOKEN_REFUSED_BY_PROVIDER', { statusCode: 401 })
+
 /** The token names a key the provider does not publish: the token is not to be trusted (401). */
 export const UnknownKeyError = codedError('MRMAT_UNKNOWN_SIGNING_KEY', { statusCode: 401 })
 
@@ -256,8 +259,14 @@ export class IdentityProvider {
       this.log.warn({ err: error }, 'token introspection failed')
       throw new ProviderUnavailableError('The identity provider cannot be reached for introspection')
     }
+    if (response.status === 400) {
+      await response.body?.cancel()
+      throw new TokenRefusedError('The identity provider refused to introspect the token')
+    }
     if (!response.ok) {
-      this.log.warn({ status: response.status }, 'token introspection refused')
+      // 401 or 403 mean the provider does not accept this server's own credentials: a configuration to fix.
+      this.log.error({ status: response.status }, 'token introspection refused')
+      await response.body?.cancel()
       throw new ProviderUnavailableError(`The identity provider answered introspection with ${response.status}`)
     }
     try {

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { cleanText } from '../../lib/text.js'
 
 /** Who called, as every protected route sees it, whatever the token's shape. */
 export interface Identity {
@@ -29,6 +30,9 @@ export function scopesOf(claims: Record<string, unknown>): string[] {
   return []
 }
 
+/** The longest display name kept: names come from tokens, and are shown to other users. */
+export const MAX_DISPLAY_NAME = 255
+
 /** The identity in verified claims (a JWT payload or an introspection answer); undefined without `sub`. */
 export function identityFromClaims(claims: Record<string, unknown>): Identity | undefined {
   const subject = text(claims.sub)
@@ -37,7 +41,9 @@ export function identityFromClaims(claims: Record<string, unknown>): Identity | 
   const clientId = text(claims.client_id) ?? text(claims.azp) ?? text(claims.appid)
   return {
     subject,
-    name: text(claims.preferred_username) ?? text(claims.username) ?? clientId ?? subject,
+    // Stored as the owner's name and shown to others: no terminal escapes or bidi tricks, bounded.
+    name: cleanText(text(claims.preferred_username) ?? text(claims.username) ?? clientId ?? subject, MAX_DISPLAY_NAME)
+      || '(unnamed)',
     scopes: scopesOf(claims),
     clientId,
   }

@@ -3,7 +3,9 @@ import { LRUCache } from 'lru-cache'
 import type { HttpProblem } from '../../lib/problem.js'
 import { ALGORITHMS, invalidToken, unavailable } from './challenge.js'
 import { identityFromClaims, type Identity } from './identity.js'
-import { ProviderUnavailableError, UnknownKeyError, type IdentityProvider } from './identity-provider.js'
+import {
+  ProviderUnavailableError, TokenRefusedError, UnknownKeyError, type IdentityProvider,
+} from './identity-provider.js'
 import type { AuthSettings } from './settings.js'
 import { notAnAccessIntrospection, notAnAccessJwt } from './token-type.js'
 
@@ -12,7 +14,12 @@ const MAX_TOKEN_LENGTH = 8192
 const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/
 const JWT_SYNTAX = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
+/** How long a refused opaque token is remembered, so that repeating it costs no introspection. */
+const REFUSED_TTL = 10_000
+
 export interface VerifierOptions {
+  /** Introspections of tokens not seen before, a second on average (a burst of twice as many may pass). */
+  introspectionRate?: number
   /** Verified tokens kept (bounded LRU, never past their exp). */
   tokenCacheSize?: number
   /** Longest an introspection answer is reused, in milliseconds (never past the token's exp). */
@@ -46,7 +53,10 @@ function jwtFailure(realm: string, error: unknown): HttpProblem {
  */
 export class TokenVerifier {
   readonly #verified: LRUCache<string, Identity>
+  readonly #refused = new LRUCache<string, HttpProblem>({ max: 10_000, ttl: REFUSED_TTL })
+  readonly #inFlight = new Map<string, Promise<Identity>>()
   readonly #introspectionTtl: number
+  readonly #bucket: { rate: number, tokens: number, at: number }
 
   constructor(
     readonly settings: AuthSettings,
@@ -56,6 +66,19 @@ export class TokenVerifier {
   ) {
     this.#verified = new LRUCache<string, Identity>({ max: options.tokenCacheSize ?? 10_000 })
     this.#introspectionTtl = options.introspectionCacheTtl ?? 60_000
+    const rate = options.introspectionRate ?? 20
+    this.#bucket = { rate, tokens: rate * 2, at: Date.now() }
+  }
+
+  /** Whether one more introspection fits the rate: a bucket of twice the rate, refilled continuously. */
+  #mayIntrospect(): boolean {
+    const bucket = this.#bucket
+    const now = Date.now()
+    bucket.tokens = Math.min(bucket.rate * 2, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate)
+    bucket.at = now
+    if (bucket.tokens < 1) return false
+    bucket.tokens -= 1
+    return true
   }
 
   /** The identity of a token verified before and not yet expired. */
@@ -67,7 +90,28 @@ export class TokenVerifier {
     if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) {
       throw invalidToken(this.realm, 'The token is malformed')
     }
-    return JWT_SYNTAX.test(token) ? this.#verifyJwt(request, token) : this.#verifyOpaque(token)
+    return JWT_SYNTAX.test(token) ? this.#verifyJwt(request, token) : this.#checkOpaque(token)
+  }
+
+  /**
+   * Opaque tokens cost an introspection with this server's credentials, so a stranger must not be able to make it
+   * spend them freely: a token refused is remembered for a while, the same token in flight is asked about once,
+   * and new tokens are introspected at a bounded rate (beyond it: 503, retry later).
+   */
+  async #checkOpaque(token: string): Promise<Identity> {
+    const refused = this.#refused.get(token)
+    if (refused !== undefined) throw refused
+    const pending = this.#inFlight.get(token)
+    if (pending !== undefined) return pending
+    if (!this.#mayIntrospect()) {
+      throw unavailable('Too many unknown tokens are being checked at the identity provider; retry later')
+    }
+    const checked = this.#verifyOpaque(token).catch((error: unknown) => {
+      if ((error as { statusCode?: unknown }).statusCode === 401) this.#refused.set(token, error as HttpProblem)
+      throw error
+    }).finally(() => this.#inFlight.delete(token))
+    this.#inFlight.set(token, checked)
+    return checked
   }
 
   /** Keeps a verified token until its exp (and no longer than `longest` ms, when given). */
@@ -106,6 +150,7 @@ export class TokenVerifier {
       claims = await provider.introspect(token)
     } catch (error) {
       if (error instanceof ProviderUnavailableError) throw unavailable(error.message)
+      if (error instanceof TokenRefusedError) throw invalidToken(realm, error.message)
       throw error
     }
     if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
