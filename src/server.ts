@@ -38,6 +38,9 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     // No socket inactivity timeout: idle connections end at keepAliveTimeout, slow uploads at requestTimeout, and a
     // slow handler is bounded by its database, not cut off half-answered.
     connectionTimeout: 0,
+    // Node checks the header and request timeouts only this often (30 s by default): a slow client would otherwise
+    // hold its socket for up to that much past them.
+    http: { connectionsCheckingInterval: 1000 },
     // Idle kept-alive connections close with the server; requests in flight finish. Requests that still arrive on an
     // open connection are served and closed rather than answered a bare 503 that is not problem details.
     forceCloseConnections: 'idle',

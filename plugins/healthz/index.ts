@@ -32,7 +32,9 @@ const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
     const results = fastify.hasDecorator('readiness') ? await fastify.readiness.run() : []
     const failed = results.filter((result) => !result.ok)
     if (failed.length > 0) {
-      throw new HttpProblem(503, `Not ready: ${failed.map((f) => `${f.name} (${f.detail ?? 'failed'})`).join(', ')}`, {
+      // Only the names: a reason can hold an address or a path, and anyone may ask. The log has the reasons.
+      const names = failed.map((f) => f.name).join(', ')
+      throw new HttpProblem(503, `Not ready: ${names} (the reasons are in the server's log)`, {
         type: ProblemTypes.notReady,
         title: 'Not ready',
       })

@@ -190,7 +190,10 @@ export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoExc
     ?? { status: 400, detail: 'The request could not be parsed as HTTP' }
   const body = JSON.stringify({ type: 'about:blank', title: statusTitle(status), status, detail } satisfies Problem)
   this.log.debug({ err: error }, 'client error')
-  if (socket.writable) {
+  // A response under way on this socket (Node's _httpMessage, set until it is finished) would be corrupted by a
+  // second status line: the connection is then only closed.
+  const answering = (socket as Duplex & { _httpMessage?: unknown })._httpMessage
+  if (socket.writable && (answering === undefined || answering === null)) {
     socket.write(
       `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n`
       + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

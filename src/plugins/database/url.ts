@@ -50,8 +50,9 @@ export function describeDatabase(location: DatabaseLocation): string {
   if (location.dialect === 'sqlite') return `sqlite:${location.file}`
   const url = new URL(location.url)
   if (url.password !== '') url.password = '***'
+  // password, sslpassword and anything else that names a secret.
   url.searchParams.forEach((_value, key) => {
-    if (key.toLowerCase() === 'password') url.searchParams.set(key, '***')
+    if (/password|secret/i.test(key)) url.searchParams.set(key, '***')
   })
   return url.toString()
 }
