@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { APP_FOLDER, CLIENT_NAME, xdgDir } from './config.js'
 import { AuthError, ClientError } from './errors.js'
@@ -81,8 +81,15 @@ const LOG_IN_AGAIN = `run '${CLIENT_NAME} login' to log in again`
 export function readCache(path: string): CachedTokens | undefined {
   let text: string
   try {
+    // As ssh does with a private key: tokens others could have read are not used.
+    const mode = statSync(path).mode & 0o777
+    if ((mode & 0o077) !== 0) {
+      throw new AuthError(`the token cache ${path} can be read by others (mode ${mode.toString(8).padStart(4, '0')}), `
+        + `so its tokens are not used; ${LOG_IN_AGAIN} (the new cache is the user's alone)`)
+    }
     text = readFileSync(path, 'utf8')
   } catch (error) {
+    if (error instanceof AuthError) throw error
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return undefined
     throw new AuthError(`cannot read the token cache ${path}: ${code ?? (error as Error).message}; ${LOG_IN_AGAIN}`)
