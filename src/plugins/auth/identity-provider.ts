@@ -19,8 +19,11 @@ export interface ProviderTimings {
   fetchTimeout: number
   /** Milliseconds a fetched key is trusted before it is fetched again (kept stale while unreachable). */
   keyCacheTtl: number
-  /** Milliseconds before a kid the JWKS lacked is looked for again; unknown-kid refetches refill at this pace. */
-  unknownKeyCooldown: number
+  /**
+   * Least milliseconds between two fetches of the key set for kids not seen before: a request naming one waits for
+   * the next fetch (at most this long) and is judged by it.
+   */
+  keySetInterval: number
   /** Discovery retries back off from the first to the second number of milliseconds. */
   retryDelay: [number, number]
 }
@@ -28,12 +31,10 @@ export interface ProviderTimings {
 export const DEFAULT_TIMINGS: ProviderTimings = {
   fetchTimeout: 5_000,
   keyCacheTtl: 10 * 60_000,
-  unknownKeyCooldown: 10_000,
+  keySetInterval: 1_000,
   retryDelay: [1_000, 30_000],
 }
 
-/** Refetches for unknown kids that may run back to back before the cooldown paces them. */
-export const UNKNOWN_KEY_BURST = 3
 
 interface Metadata {
   jwksUri: string
@@ -58,9 +59,9 @@ export class IdentityProvider {
   private retryTimer: NodeJS.Timeout | undefined
   private closed = false
   private discovering: Promise<void> | undefined
-  private fetchBucket = UNKNOWN_KEY_BURST
-  private bucketFilledAt = Date.now()
-  private readonly unknownKids = new Map<string, number>()
+  /** The kids of the freshest key set fetched, and when that fetch began. */
+  private published: { kids: Set<string>, at: number } | undefined
+  private keySetFetch: { at: number, done: Promise<void> } | undefined
   private readonly pems = new WeakMap<object, string>()
 
   constructor(
@@ -173,15 +174,15 @@ export class IdentityProvider {
     const cacheKey = jwks.generateCacheKey(alg, kid, domain)
     // A key past its TTL is still known: refetching it is routine, not a guess at a new kid.
     const known = jwks.cache.get(cacheKey) !== undefined || jwks.staleCache.get(cacheKey) !== undefined
-    if (!known) this.allowKeyFetch(kid)
+    if (!known) await this.requirePublished(kid)
     let jwk: Record<string, unknown>
     try {
       jwk = await jwks.getJwk({ domain, alg, kid })
     } catch (error) {
       const code = (error as { code?: string }).code
+      // The kid is published (or was): what is missing is a key of that kid for this alg.
       if (code === 'JWK_NOT_FOUND' || code === 'NO_JWKS') {
-        this.unknownKids.set(kid, Date.now())
-        throw new UnknownKeyError('the identity provider publishes no such key')
+        throw new UnknownKeyError(`the key ${kid} does not sign ${alg}`)
       }
       this.log.warn({ err: error }, 'cannot fetch the identity provider\'s keys')
       throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
@@ -193,26 +194,61 @@ export class IdentityProvider {
   }
 
   /**
-   * get-jwks refetches the whole JWKS for every kid it has not cached. A kid the last fetch did not
-   * find waits a cooldown, and all such fetches share a small bucket that refills one per cooldown:
-   * rotation (and a cold start on several keys) works at once, a flood of made-up kids reaches the
-   * provider a few times a minute at most.
+   * A kid not seen before is judged by a key set fetched after the request asked: never by another caller's failed
+   * look-up, so that strangers sending made-up kids cannot get a real key refused. Fetches of the set for such kids
+   * run one at a time and at least keySetInterval apart; every request waiting shares the next one.
    */
-  private allowKeyFetch(kid: string): void {
-    const now = Date.now()
-    const cooldown = this.timings.unknownKeyCooldown
-    const missed = this.unknownKids.get(kid)
-    if (missed !== undefined && now - missed < cooldown) {
+  private async requirePublished(kid: string): Promise<void> {
+    if (this.published?.kids.has(kid) !== true) await this.keySetSince(Date.now())
+    if (this.published?.kids.has(kid) !== true) {
       throw new UnknownKeyError('the identity provider publishes no such key')
     }
-    const refills = Math.floor((now - this.bucketFilledAt) / cooldown)
-    if (refills > 0) {
-      this.fetchBucket = Math.min(UNKNOWN_KEY_BURST, this.fetchBucket + refills)
-      this.bucketFilledAt = this.fetchBucket === UNKNOWN_KEY_BURST ? now : this.bucketFilledAt + refills * cooldown
+  }
+
+  /** Resolves once a fetch of the key set that began at or after `since` has ended. */
+  private async keySetSince(since: number): Promise<void> {
+    for (;;) {
+      const current = this.keySetFetch
+      if (current !== undefined && current.at >= since) {
+        await current.done
+        return
+      }
+      if (current !== undefined) {
+        // One in flight that began before the request: wait for it (its outcome is not this request's), then start
+        // the next.
+        await current.done.catch(() => undefined)
+        if (this.keySetFetch !== current) continue
+      }
+      const wait = (this.keySetFetch?.at ?? -Infinity) + this.timings.keySetInterval - Date.now()
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref())
+      if (this.keySetFetch !== current) continue
+      const at = Date.now()
+      this.keySetFetch = { at, done: this.fetchKeySet(at) }
     }
-    if (this.fetchBucket < 1) throw new UnknownKeyError('unknown key, and the keys were fetched moments ago')
-    this.fetchBucket -= 1
-    if (this.unknownKids.size > 1000) this.unknownKids.clear()
+  }
+
+  private async fetchKeySet(at: number): Promise<void> {
+    const uri = this.metadata?.jwksUri
+    if (uri === undefined) return
+    try {
+      const response = await this.fetch(uri, { headers: { accept: 'application/json' } })
+      if (!response.ok) throw new Error(`${uri} answered ${String(response.status)}`)
+      const body = await response.json() as { keys?: unknown }
+      if (!Array.isArray(body.keys)) throw new Error(`${uri} holds no keys`)
+      const keys = (body.keys as Record<string, unknown>[]).filter((key) => typeof key.kid === 'string')
+      this.published = { kids: new Set(keys.map((key) => key.kid as string)), at }
+      // The keys themselves go to get-jwks' cache, so that a new kid costs one fetch, not two.
+      const { jwks } = this
+      for (const key of keys) {
+        if (jwks !== undefined && typeof key.alg === 'string') {
+          jwks.cache.set(jwks.generateCacheKey(key.alg, key.kid as string, this.jwksDomain), key as never)
+        }
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot fetch the identity provider\'s key set')
+      // An unknown kid cannot be judged while the provider is out of reach: 503, not 401.
+      throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
+    }
   }
 
   private pem(jwk: Record<string, unknown>): string {
