@@ -142,6 +142,8 @@ export function clientYargsOptions(): Record<string, {
       ?? (setting.default === undefined || setting.default === false ? undefined : String(setting.default))
     return [naming(name, setting).flag, {
       type: setting.kind === 'boolean' ? 'boolean' : setting.kind === 'seconds' ? 'number' : 'string',
+      // A flag other than a switch needs its value: `--timeout` alone is a mistake, not the default.
+      requiresArg: setting.kind !== 'boolean',
       description: setting.description,
       group: `${setting.group}:`,
       ...(setting.alias === undefined ? {} : { alias: setting.alias }),

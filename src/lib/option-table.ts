@@ -76,6 +76,8 @@ function yargsType(schema: TSchema): 'boolean' | 'number' | 'string' {
 
 export interface YargsOption {
   type: 'boolean' | 'number' | 'string'
+  /** A flag other than a switch needs its value: `--port` alone is a mistake, not the default. */
+  requiresArg: boolean
   description: string
   group: string
   alias?: string
@@ -89,7 +91,9 @@ export interface YargsOption {
 export function yargsOptions(table: OptionTable): Record<string, YargsOption> {
   return Object.fromEntries(Object.entries(table).map(([name, spec]) => {
     const shown = spec.defaultDescription ?? (spec.default === undefined ? undefined : JSON.stringify(spec.default))
-    const option: YargsOption = { type: yargsType(spec.schema), description: spec.description, group: `${spec.group}:` }
+    const type = yargsType(spec.schema)
+    const group = `${spec.group}:`
+    const option: YargsOption = { type, requiresArg: type !== 'boolean', description: spec.description, group }
     if (spec.alias !== undefined) option.alias = spec.alias
     if (shown !== undefined) option.defaultDescription = shown
     return [flagOf(name), option]
