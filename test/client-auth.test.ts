@@ -2,9 +2,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { generateKeyPair } from 'jose'
 import t from 'tap'
 import type { CachedTokens } from '#src/client/token-cache.js'
+import { denyDevice, deviceTokens } from './fixtures/oidc-provider.js'
 import { READ_SCOPE, WRITE_SCOPE } from './helpers/auth.js'
-import { ClientProcess, clientHome, lines, personTokens, runClient, runHere, seedCache, startStack, writeConfig } from './helpers/client.js'
-import { denyDevice } from './helpers/oidc-provider.js'
+import { clientHome, lines, runClient, runHere, seedCache, startHere, startStack, writeConfig } from './helpers/client.js'
 
 const PERSON_SCOPE = `openid profile offline_access ${READ_SCOPE} ${WRITE_SCOPE}`
 const LOG_IN_AGAIN = "run 'mrmat-ts-api-fastify-client login' to log in again"
@@ -14,10 +14,10 @@ const longAgo = () => Math.floor(Date.now() / 1000) - 60
 t.test('a person who denies the device: exit 3, one line, nothing cached', async (t) => {
   const stack = await startStack(t)
   const home = clientHome(t, stack.config)
-  const login = new ClientProcess(t, ['login', '--poll-interval', '0.1'], home.env)
+  const login = startHere(['login', '--poll-interval', '0.1'], home.env)
   const [, userCode = ''] = await login.waitForLine(/enter the code (\S+)$/)
   await denyDevice(stack.provider, userCode)
-  const { code, stderr } = await login.waitForExit()
+  const { code, stderr } = await login.finished
   t.equal(code, 3)
   t.same(lines(stderr), ['Waiting for the sign-in to complete…', 'mrmat-ts-api-fastify-client: the sign-in was denied at the identity provider (access_denied)'])
   t.notOk(existsSync(home.cacheDir), 'no tokens cached')
@@ -26,7 +26,7 @@ t.test('a person who denies the device: exit 3, one line, nothing cached', async
 t.test('an expired access token is renewed with the refresh token; a failed renewal asks to log in again', async (t) => {
   const stack = await startStack(t)
   const home = clientHome(t, stack.config)
-  const tokens = await personTokens(stack.provider, 'dave', PERSON_SCOPE)
+  const tokens = await deviceTokens(stack.provider, 'dave', { scope: PERSON_SCOPE })
   const path = seedCache(home, stack, tokens, { expires_at: longAgo() })
   stack.provider.resetRequestCounts()
 
@@ -45,6 +45,7 @@ t.test('an expired access token is renewed with the refresh token; a failed rene
   t.equal(stack.provider.requests('/token'), 1, 'a fresh token is used as it is')
 
   writeFileSync(path, JSON.stringify({ ...readCache(path), expires_at: longAgo(), refresh_token: 'not-a-refresh-token' }))
+  // As a process: the exit code of an authentication failure.
   const failed = await runClient(t, ['greeting', 'v3'], home.env)
   t.equal(failed.code, 3, 'a failed renewal: exit 3')
   t.equal(failed.stdout, '')
@@ -84,7 +85,7 @@ t.test('a damaged or missing cache is exit 3 with one line, never a stack trace'
 t.test('logout removes the cache and revokes the refresh token', async (t) => {
   const stack = await startStack(t)
   const home = clientHome(t, stack.config)
-  const tokens = await personTokens(stack.provider, 'erin', PERSON_SCOPE)
+  const tokens = await deviceTokens(stack.provider, 'erin', { scope: PERSON_SCOPE })
   const path = seedCache(home, stack, tokens)
   const out = await runHere(['logout', '--json'], home.env)
   t.same([out.code, JSON.parse(out.stdout), out.stderr], [0, { logged_out: true, server: stack.server }, ''])
@@ -117,7 +118,7 @@ t.test('a token the API refuses (401) is exit 3 with the problem detail', async 
 t.test('login --client-credentials: the client greets as itself, and renews with its secret', async (t) => {
   const stack = await startStack(t)
   const home = clientHome(t, { ...stack.config, client_id: stack.provider.client.id, client_secret: stack.provider.client.secret })
-  const login = await runClient(t, ['login', '--client-credentials'], home.env)
+  const login = await runHere(['login', '--client-credentials'], home.env)
   t.same([login.code, login.stdout, login.stderr], [0, `Logged in to ${stack.server} as test-client-display.\n`, ''])
   t.equal((await runHere(['greeting', 'v3'], home.env)).stdout, 'Hello test-client-display\n')
   t.match(JSON.parse((await runHere(['resource', 'create', 'automated', '--json'], home.env)).stdout), { owner: { subject: 'test-client', name: 'test-client-display' } })

@@ -4,13 +4,13 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { cacheFile } from '#src/client/token-cache.js'
-import { startApp } from './helpers/app.js'
-import { freePorts } from './helpers/cli.js'
+import { listen } from './helpers/app.js'
 import { CLIENT_NAME, USAGE_HINT, clientHome, lines, runClient, runHere, writeConfig } from './helpers/client.js'
-import { freshSqlite, openTestDatabase } from './helpers/databases.js'
+import { freePorts } from './helpers/process.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
+// yargs prints --help and --version and ends the process itself: these two run as a process.
 t.test('--help lists every command and option; --version prints the package version', async (t) => {
   const home = clientHome(t)
   const help = await runClient(t, ['--help'], home.env)
@@ -36,15 +36,14 @@ t.test('a bad flag is exit 2 with one line and the usage hint', async (t) => {
 
 t.test('a server where nothing listens is one clear line and exit 1', async (t) => {
   const [port = 0] = await freePorts(1)
-  const { code, stdout, stderr } = await runClient(t, ['health', '--server', `http://127.0.0.1:${String(port)}`], clientHome(t).env)
+  const { code, stdout, stderr } = await runHere(['health', '--server', `http://127.0.0.1:${String(port)}`], clientHome(t).env)
   t.equal(code, 1)
   t.equal(stdout, '')
   t.same(lines(stderr), [`${CLIENT_NAME}: cannot reach the server at http://127.0.0.1:${String(port)}: connection refused`])
 })
 
 t.test('greeting v1 and v2 and health need no login, in text and JSON', async (t) => {
-  const database = freshSqlite(t)
-  const { url } = await startApp(t, await openTestDatabase(database))
+  const { url } = await listen(t, { swaggerUi: false })
   const home = clientHome(t, { server: `${url}/` })
   const here = async (...args: string[]) => runHere(args, home.env)
   t.same(await here('greeting'), { code: 0, stdout: 'Hello World\n', stderr: '' }, 'v1 by default')

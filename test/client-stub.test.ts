@@ -2,9 +2,9 @@ import { readdirSync } from 'node:fs'
 import t from 'tap'
 import { AuthError } from '#src/client/errors.js'
 import { discover, pollForTokens, type DeviceAuthorization } from '#src/client/oidc.js'
-import { freePorts } from './helpers/cli.js'
-import { ClientProcess, clientHome, lines, runHere } from './helpers/client.js'
-import { GRANTED, PENDING, SLOW_DOWN, startStubProvider, type Reply } from './helpers/client-stub-provider.js'
+import { GRANTED, PENDING, SLOW_DOWN, startStubProvider, type Reply } from './fixtures/stub-provider.js'
+import { clientHome, lines, runHere } from './helpers/client.js'
+import { freePorts } from './helpers/process.js'
 
 // Nothing listens there: login never contacts the API, the URL only keys the cache.
 const SERVER = 'http://127.0.0.1:9'
@@ -17,8 +17,7 @@ function config(discoveryUrl: string): Record<string, string> {
 t.test('slow_down: the client waits longer from then on, scaled down by --poll-interval', async (t) => {
   const stub = await startStubProvider(t, { token: [PENDING, SLOW_DOWN, PENDING, GRANTED] })
   const home = clientHome(t, config(stub.discoveryUrl))
-  const login = new ClientProcess(t, ['login', '--poll-interval', '0.25'], home.env)
-  const result = await login.waitForExit()
+  const result = await runHere(['login', '--poll-interval', '0.25'], home.env)
   t.equal(result.code, 0, result.stderr)
   t.match(result.stdout, `To sign in, open ${stub.issuer}/device and enter the code WDJB-MJHT\nor open ${stub.issuer}/device?user_code=WDJB-MJHT\nwithin 10 minutes.\n`)
   t.match(result.stdout, 'Logged in to http://127.0.0.1:9 as stub-user.\n')

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose'
 import t from 'tap'
-import { approveDevice, denyDevice, startTestProvider, type TestProvider } from './helpers/oidc-provider.js'
+import { approveDevice, denyDevice, startTestProvider, type TestProvider } from './fixtures/oidc-provider.js'
 
 const READ = 'mrmat-ts-api-fastify-resource-read'
 const WRITE = 'mrmat-ts-api-fastify-resource-write'

@@ -1,11 +1,12 @@
-import { execFile, spawn } from 'node:child_process'
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
+import { send } from './helpers/http.js'
+import { Child, type ChildResult } from './helpers/process.js'
 
 /*
  * The package as it is published and as the Dockerfile installs it, without a Docker engine: npm pack
@@ -27,25 +28,17 @@ const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
 const STEP_TIMEOUT_MS = 60_000
 
-/** The environment of every child: none of tap's loader or coverage, npm's lifecycle or the MRMAT_* settings. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const kept = Object.entries(process.env).filter(([name]) => !/^(npm_|MRMAT_|NODE_OPTIONS$|NODE_V8_COVERAGE$|TAP)/i.test(name))
-  return { ...Object.fromEntries(kept), ...extra }
-}
-
-interface RunResult { stdout: string, stderr: string }
-
-async function run(file: string, args: string[], cwd: string, timeout: number, env: Record<string, string> = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd, timeout, killSignal: 'SIGKILL', env: cleanEnv(env), maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error === null) {
-        resolve({ stdout, stderr })
-        return
-      }
-      const why = error.killed ? `did not finish within ${timeout} ms` : `failed (${error.message.split('\n', 1)[0] ?? ''})`
-      reject(new Error(`${[file, ...args].join(' ')} in ${cwd} ${why}\n--- stdout\n${stdout}--- stderr\n${stderr}`))
-    })
-  })
+/**
+ * A program run to its end, its output returned; a failure or a timeout rejects with all it printed. Its environment
+ * has none of tap's loader or coverage, npm's lifecycle or the MRMAT_* settings (see childEnv).
+ */
+async function run(file: string, args: string[], cwd: string, timeout: number): Promise<ChildResult> {
+  const result = await new Child(t, file, args, { cwd, coverage: false }).waitForExit(timeout)
+  if (result.code !== 0) {
+    throw new Error(`${[file, ...args].join(' ')} in ${cwd} exited ${String(result.code ?? result.signal)}\n`
+      + `--- stdout\n${result.stdout}--- stderr\n${result.stderr}`)
+  }
+  return result
 }
 
 interface Installed {
@@ -87,7 +80,7 @@ async function packAndInstall(): Promise<Installed> {
     await run('npm', ['install', '--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], host, INSTALL_TIMEOUT_MS)
   } catch (error) {
     const message = (error as Error).message
-    if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|did not finish/.test(message)) {
+    if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|not within/.test(message)) {
       throw new Error(`installing the tarball needs the npm registry for whatever the npm cache lacks, and it could not be reached:\n${message}`, { cause: error })
     }
     throw error
@@ -101,42 +94,12 @@ async function packAndInstall(): Promise<Installed> {
 let shared: Promise<Installed> | undefined
 const installed = async (): Promise<Installed> => (shared ??= packAndInstall())
 
-/** A child that prints the URL it listens at; killed at the end of the test. */
-async function startListening(t: Test, file: string, args: string[], cwd: string, pattern: RegExp, env: Record<string, string> = {}): Promise<string> {
-  const child = spawn(file, args, { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<void>((resolve) => { child.on('close', () => { resolve() }) })
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM')
-      await exited
-    }
-  })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`${file} printed no line matching ${String(pattern)} within ${STEP_TIMEOUT_MS} ms\n--- stdout\n${stdout}--- stderr\n${stderr}`)) }, STEP_TIMEOUT_MS)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-      const match = pattern.exec(stdout)
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer)
-        resolve(match[1])
-      }
-    })
-    void exited.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`${file} exited before listening\n--- stdout\n${stdout}--- stderr\n${stderr}`))
-    })
-  })
-}
-
-async function getJson(url: string, token?: string, init: RequestInit = {}): Promise<{ status: number, body: unknown }> {
-  const headers = new Headers(init.headers)
-  if (token !== undefined) headers.set('authorization', `Bearer ${token}`)
-  const res = await fetch(url, { ...init, headers })
-  const text = await res.text()
-  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as unknown }
+/** A program that prints the URL it listens at; killed at the end of the test. */
+async function startListening(t: Test, file: string, args: string[], cwd: string, pattern: RegExp,
+  env: Record<string, string> = {}): Promise<string> {
+  const child = new Child(t, file, args, { cwd, env, coverage: false })
+  const [, url = ''] = await child.waitForLine(pattern, STEP_TIMEOUT_MS)
+  return url
 }
 
 t.test('the tarball ships the build, the migrations and the declarations, and no sources or tests', async (t) => {
@@ -165,8 +128,8 @@ t.test('the installed server migrates its SQLite database at start and answers h
   const instance = join(work, 'instance')
   const url = await startListening(t, join(host, 'node_modules', '.bin', NAME),
     ['--host', '127.0.0.1', '--port', '0', '--instance-path', instance], host, /"msg":"Server listening at (http:\/\/[^"]+)"/)
-  t.equal((await getJson(`${url}/healthz/liveness`)).status, 200, 'liveness')
-  t.equal((await getJson(`${url}/healthz/readiness`)).status, 200, 'readiness')
+  t.equal((await send(url, '/healthz/liveness')).status, 200, 'liveness')
+  t.equal((await send(url, '/healthz/readiness')).status, 200, 'readiness')
   const db = new Sqlite(join(instance, `${NAME}.sqlite`), { readonly: true, fileMustExist: true })
   try {
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((row) => row.name)
@@ -202,16 +165,18 @@ t.test('a host app mounts greeting v2 and resource v1 from the installed package
     AUDIENCE: provider.audience,
     DB_FILE: join(work, 'host.sqlite'),
   })
-  t.same(await getJson(`${url}/hello/?name=Bob`), { status: 200, body: { message: 'Hello Bob' } }, 'greeting v2 at /hello')
-  t.equal((await getJson(`${url}/api/greeting/v2/`)).status, 404, 'not at its own prefix')
-  const refused = await getJson(`${url}/things/`)
+  const hello = await send(url, '/hello/?name=Bob')
+  t.same([hello.status, hello.body], [200, { message: 'Hello Bob' }], 'greeting v2 at /hello')
+  t.equal((await send(url, '/api/greeting/v2/')).status, 404, 'not at its own prefix')
+  const refused = await send(url, '/things/')
   t.equal(refused.status, 401, 'resource v1 at /things wants a token')
   t.match(refused.body, { status: 401, instance: '/things/' }, 'as a problem from the host\'s problem details')
   const token = await provider.jwt()
-  const created = await getJson(`${url}/things/`, token, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'first' }) })
+  const created = await send(url, '/things/', { method: 'POST', token, json: { name: 'first' } })
   t.equal(created.status, 201, 'a real token creates a resource')
-  t.match((await getJson(`${url}/things/`, token)).body, { resources: [{ name: 'first' }] }, 'and lists it')
-  t.same(await getJson(`${url}/status`), { status: 200, body: { up: true } }, 'the host\'s own route')
+  t.match((await send(url, '/things/', { token })).body, { resources: [{ name: 'first' }] }, 'and lists it')
+  const status = await send(url, '/status')
+  t.same([status.status, status.body], [200, { up: true }], 'the host\'s own route')
 })
 
 const CONSUMER = `
