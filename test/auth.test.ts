@@ -45,7 +45,8 @@ function assertInvalidToken(t: Test, answer: Answer, what: string, options: { de
   t.equal(challengeOf(answer)?.scheme, 'Bearer', `${what}: a Bearer challenge`)
   t.equal(challengeOf(answer)?.params.realm, AUDIENCE, `${what}: realm is the audience`)
   t.equal(challengeOf(answer)?.params.error, 'invalid_token', `${what}: error="invalid_token"`)
-  t.match(answer.body, { type: Problems.invalidToken, title: 'Invalid token', status: 401 }, `${what}: the invalid-token problem`)
+  t.match(answer.body, { type: Problems.invalidToken, title: 'Invalid token', status: 401 },
+    `${what}: the invalid-token problem`)
   if (options.detail !== undefined) t.match(answer.body, { detail: options.detail }, `${what}: says why`)
 }
 
@@ -53,7 +54,9 @@ function assertNotEchoed(t: Test, answer: Answer, token: string, what: string): 
   t.notOk(echoes(answer, token), `${what}: the token is in no header and not in the body`)
   // A JWT's signature is the part that must never be seen; check it alone too, for partial echoes.
   const signature = token.split('.')[2]
-  if (signature !== undefined && signature.length >= 16) t.notOk(echoes(answer, signature), `${what}: nor its signature`)
+  if (signature !== undefined && signature.length >= 16) {
+    t.notOk(echoes(answer, signature), `${what}: nor its signature`)
+  }
 }
 
 t.test('valid tokens are greeted by name', async (t) => {
@@ -67,10 +70,12 @@ t.test('valid tokens are greeted by name', async (t) => {
 
   const nameless = await provider.jwt({ client: { id: 'nameless', secret: 'nameless-secret' } })
   t.notOk('preferred_username' in decodeJwt(nameless))
-  t.same((await send(app, GREETING, { token: nameless })).body, { message: 'Hello nameless' }, 'a client without a display name by its client_id')
+  t.same((await send(app, GREETING, { token: nameless })).body, { message: 'Hello nameless' },
+    'a client without a display name by its client_id')
 
   const scp = await provider.sign({ scope: undefined, scp: [READ_SCOPE, WRITE_SCOPE] })
-  t.same((await send(app, GREETING, { token: scp })).body, { message: 'Hello test-client-display' }, 'scp as an array (Entra ID)')
+  t.same((await send(app, GREETING, { token: scp })).body, { message: 'Hello test-client-display' },
+    'scp as an array (Entra ID)')
   t.equal((await send(app, WRITE_ROUTE, { token: scp })).status, 200, 'the scopes of an scp array count')
   const scpReadOnly = await provider.sign({ scope: undefined, scp: [READ_SCOPE] })
   t.equal((await send(app, WRITE_ROUTE, { token: scpReadOnly })).status, 403, 'and only those')
@@ -87,9 +92,16 @@ t.test('valid tokens are greeted by name', async (t) => {
 t.test('settings from --issuer and --audience alone, without a client-secrets file', async (t) => {
   const provider = await startTestProvider(t)
   const auth = resolveAuthSettings({ issuer: provider.issuer, audience: provider.audience })
-  t.match(auth, { issuer: provider.issuer, audience: AUDIENCE, clientId: undefined, clientSecret: undefined, introspectionEndpoint: undefined })
+  t.match(auth, {
+    issuer: provider.issuer,
+    audience: AUDIENCE,
+    clientId: undefined,
+    clientSecret: undefined,
+    introspectionEndpoint: undefined,
+  })
   const app = await build(t, { auth })
-  t.same((await send(app, GREETING, { token: await provider.jwt() })).body, { message: 'Hello test-client-display' }, 'JWTs verify through discovery')
+  t.same((await send(app, GREETING, { token: await provider.jwt() })).body, { message: 'Hello test-client-display' },
+    'JWTs verify through discovery')
   const opaque = await send(app, GREETING, { token: await provider.opaque() })
   assertInvalidToken(t, opaque, 'an opaque token without client credentials to introspect it', { detail: /opaque tokens cannot be introspected/ })
 })
@@ -101,7 +113,8 @@ t.test('a request without a bearer token', async (t) => {
   const none = await send(app, GREETING)
   t.equal(none.status, 401)
   t.match(none.headers['content-type'], PROBLEM_TYPE)
-  t.equal(none.headers['www-authenticate'], `Bearer realm="${AUDIENCE}"`, 'a bare challenge: no error param (RFC 6750 §3.1)')
+  t.equal(none.headers['www-authenticate'], `Bearer realm="${AUDIENCE}"`,
+    'a bare challenge: no error param (RFC 6750 §3.1)')
   t.same(none.body, {
     type: Problems.tokenRequired,
     title: 'Token required',
@@ -118,7 +131,8 @@ t.test('a request without a bearer token', async (t) => {
   t.match(query.body, { type: Problems.tokenRequired, instance: GREETING, detail: /tokens in the query string are not accepted/ })
   assertNotEchoed(t, query, token, 'query token')
 
-  const basic = await send(app, GREETING, { headers: { authorization: `Basic ${Buffer.from('test-client:secret').toString('base64')}` } })
+  const credentials = Buffer.from('test-client:secret').toString('base64')
+  const basic = await send(app, GREETING, { headers: { authorization: `Basic ${credentials}` } })
   t.equal(basic.status, 401, 'Basic is not Bearer')
   t.equal(basic.headers['www-authenticate'], `Bearer realm="${AUDIENCE}"`, 'no error param for another scheme')
   t.match(basic.body, { type: Problems.tokenRequired })
@@ -130,11 +144,13 @@ t.test('hostile and broken tokens are 401 invalid_token and never echoed', async
   const provider = await startTestProvider(t)
   const other = await startTestProvider(t)
   const app = await build(t, { auth: await settingsFromSecrets(t, provider) })
-  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'a valid token first, so the key is cached')
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200,
+    'a valid token first, so the key is cached')
 
   const now = nowInSeconds()
   const real = decodeJwt(await provider.jwt({ scope: READ_SCOPE }))
-  const publicPem = createPublicKey({ key: provider.privateJwk(), format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()
+  const publicPem = createPublicKey({ key: provider.privateJwk(), format: 'jwk' })
+    .export({ type: 'spki', format: 'pem' }).toString()
   const publicJwk = JSON.stringify(provider.publicJwks().keys[0])
   const { privateKey: strangerKey } = await generateKeyPair('RS256')
   const readOnly = await provider.jwt({ scope: READ_SCOPE })
@@ -182,7 +198,8 @@ t.test('hostile and broken tokens are 401 invalid_token and never echoed', async
   t.equal(slightlyExpired.status, 200, 'expired 10 s ago: inside the 30 s tolerance')
   const almostValid = await send(app, GREETING, { token: await provider.sign({ nbf: now + 10 }) })
   t.equal(almostValid.status, 200, 'valid in 10 s: inside the tolerance')
-  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'valid tokens still pass after all that')
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200,
+    'valid tokens still pass after all that')
 })
 
 t.test('scopes: 403 insufficient_scope naming the scope, on GET and HEAD', async (t) => {
@@ -202,7 +219,13 @@ t.test('scopes: 403 insufficient_scope naming the scope, on GET and HEAD', async
       scope: WRITE_SCOPE,
     },
   })
-  t.match(answer.body, { type: Problems.insufficientScope, title: 'Insufficient scope', status: 403, detail: new RegExp(WRITE_SCOPE), instance: WRITE_ROUTE })
+  t.match(answer.body, {
+    type: Problems.insufficientScope,
+    title: 'Insufficient scope',
+    status: 403,
+    detail: new RegExp(WRITE_SCOPE),
+    instance: WRITE_ROUTE,
+  })
   assertNotEchoed(t, answer, readOnly, '403')
 
   const head = await send(app, WRITE_ROUTE, { token: readOnly, method: 'HEAD' })
@@ -246,11 +269,13 @@ t.test('opaque tokens are introspected and the answers reused for a while', asyn
 
   const revoked = await provider.opaque()
   await provider.revoke(revoked)
-  assertInvalidToken(t, await send(app, GREETING, { token: revoked }), 'a revoked opaque token', { detail: /not active/ })
-  assertInvalidToken(t, await send(app, GREETING, { token: 'notAnIssuedOpaqueToken0123456789' }), 'an opaque token never issued', { detail: /not active/ })
-  assertInvalidToken(t, await send(app, GREETING, { token: await provider.opaque({ audience: 'other-api' }) }), 'an opaque token for another audience', {
-    detail: /another audience/,
+  const greet = async (token: string) => send(app, GREETING, { token })
+  assertInvalidToken(t, await greet(revoked), 'a revoked opaque token', { detail: /not active/ })
+  assertInvalidToken(t, await greet('notAnIssuedOpaqueToken0123456789'), 'an opaque token never issued', {
+    detail: /not active/,
   })
+  const elsewhere = await provider.opaque({ audience: 'other-api' })
+  assertInvalidToken(t, await greet(elsewhere), 'an opaque token for another audience', { detail: /another audience/ })
 })
 
 t.test('without authentication configured protected routes are 401 and open ones work', async (t) => {
@@ -260,7 +285,12 @@ t.test('without authentication configured protected routes are 401 and open ones
     const answer = await send(app, GREETING, token === undefined ? {} : { token })
     t.equal(answer.status, 401)
     t.equal(answer.headers['www-authenticate'], `Bearer realm="${AUDIENCE}"`)
-    t.match(answer.body, { type: Problems.notConfigured, title: 'Authentication not configured', status: 401, instance: GREETING })
+    t.match(answer.body, {
+      type: Problems.notConfigured,
+      title: 'Authentication not configured',
+      status: 401,
+      instance: GREETING,
+    })
   }
   const open = await send(app, '/api/greeting/v1/')
   t.equal(open.status, 200)
@@ -308,8 +338,9 @@ t.test('resolveAuthSettings and readClientSecrets', async (t) => {
     clockTolerance: 5,
   }, 'flags win over the file')
 
-  t.equal(resolveAuthSettings({ secrets: readClientSecrets(await secretsFile('empty-secret.json', { web: { ...web, client_secret: '' } })) })?.clientSecret,
-    undefined, 'an empty client_secret is none')
+  const emptySecret = await secretsFile('empty-secret.json', { web: { ...web, client_secret: '' } })
+  const withoutSecret = readClientSecrets(emptySecret)
+  t.equal(resolveAuthSettings({ secrets: withoutSecret })?.clientSecret, undefined, 'an empty client_secret is none')
   t.equal(resolveAuthSettings({}), undefined, 'no issuer at all: no authentication')
 
   t.throws(() => resolveAuthSettings({ issuer: 'https://idp.example/' }), {

@@ -12,7 +12,9 @@ const BODY_LIMIT = 1024 * 1024
 /** A JSON object opened by `head`, padded with spaces and closed to exactly `bytes` bytes. */
 function padded(head: string, bytes: number): string {
   const body = `${head}${' '.repeat(bytes - Buffer.byteLength(head) - 1)}}`
-  if (Buffer.byteLength(body) !== bytes) throw new Error(`padded body is ${String(Buffer.byteLength(body))} bytes, not ${String(bytes)}`)
+  if (Buffer.byteLength(body) !== bytes) {
+    throw new Error(`padded body is ${String(Buffer.byteLength(body))} bytes, not ${String(bytes)}`)
+  }
   return body
 }
 
@@ -24,40 +26,48 @@ onEachDialect(t, (t, world) => {
     const readOnly = await world.token(ALICE, 'read')
     const writeOnly = await world.token(ALICE, 'write')
     const resource = await create(world, full, 'scoped')
+    const list = `${world.base}/`
     const item = `${world.base}/${String(resource.id)}`
 
     const before = await snapshot(db)
     const writes: [string, string, SendOptions][] = [
-      ['POST', `${world.base}/`, { json: { name: 'read-only-create' } }],
+      ['POST', list, { json: { name: 'read-only-create' } }],
       ['PUT', item, { json: { name: 'read-only-rename' } }],
       ['DELETE', item, {}],
     ]
     for (const [method, url, options] of writes) {
       const reply = await world.call(method, url, { ...options, token: readOnly })
-      assertProblem(t, reply, 403, `${method} with a read-only token`, { type: Problems.insufficientScope, title: 'Insufficient scope' })
-      const challenge = challengeOf(reply)
-      t.match(challenge, { scheme: 'Bearer', params: { error: 'insufficient_scope', scope: WRITE_SCOPE } }, `${method}: the challenge names the write scope`)
+      const insufficient = { type: Problems.insufficientScope, title: 'Insufficient scope' }
+      assertProblem(t, reply, 403, `${method} with a read-only token`, insufficient)
+      t.match(challengeOf(reply), { scheme: 'Bearer', params: { error: 'insufficient_scope', scope: WRITE_SCOPE } },
+        `${method}: the challenge names the write scope`)
     }
     const newcomer = world.fresh('read-only-newcomer')
-    const refused = await world.call('POST', `${world.base}/`, { token: await world.person(newcomer, 'Newcomer', 'read'), json: { name: 'nope' } })
+    const newcomerToken = await world.person(newcomer, 'Newcomer', 'read')
+    const refused = await world.call('POST', list, { token: newcomerToken, json: { name: 'nope' } })
     t.equal(refused.status, 403, 'a read-only newcomer cannot create')
     t.strictSame(await snapshot(db), before, 'read-only tokens changed nothing, made no owner row')
 
-    for (const url of [`${world.base}/`, item]) {
+    for (const url of [list, item]) {
+      const path = url.slice(ORIGIN.length)
       const reply = await world.call('GET', url, { token: writeOnly })
-      assertProblem(t, reply, 403, `GET ${url.slice(ORIGIN.length)} with a write-only token`, { type: Problems.insufficientScope })
-      t.match(challengeOf(reply), { params: { error: 'insufficient_scope', scope: READ_SCOPE } }, 'the challenge names the read scope')
-      t.equal((await world.call('GET', url, { token: readOnly })).status, 200, `GET ${url.slice(ORIGIN.length)} with a read-only token`)
+      assertProblem(t, reply, 403, `GET ${path} with a write-only token`, { type: Problems.insufficientScope })
+      t.match(challengeOf(reply), { params: { error: 'insufficient_scope', scope: READ_SCOPE } },
+        'the challenge names the read scope')
+      t.equal((await world.call('GET', url, { token: readOnly })).status, 200, `GET ${path} with a read-only token`)
     }
 
-    const created = await world.call('POST', `${world.base}/`, { token: writeOnly, json: { name: 'write-only-create' } })
+    const created = await world.call('POST', list, { token: writeOnly, json: { name: 'write-only-create' } })
     t.equal(created.status, 201, 'a write-only token creates')
     const createdId = (created.body as Resource).id
-    t.equal((await world.call('PUT', `${world.base}/${String(createdId)}`, { token: writeOnly, json: { name: 'write-only-rename' } })).status, 200, 'and renames')
-    t.equal((await world.call('DELETE', `${world.base}/${String(createdId)}`, { token: writeOnly })).status, 204, 'and deletes')
+    const createdUrl = `${world.base}/${String(createdId)}`
+    const renamed = await world.call('PUT', createdUrl, { token: writeOnly, json: { name: 'write-only-rename' } })
+    t.equal(renamed.status, 200, 'and renames')
+    t.equal((await world.call('DELETE', createdUrl, { token: writeOnly })).status, 204, 'and deletes')
 
     const anonymous = await snapshot(db)
-    for (const [method, url, options] of [['GET', `${world.base}/`, {}], ['GET', item, {}], ...writes] as [string, string, SendOptions][]) {
+    const everything: [string, string, SendOptions][] = [['GET', list, {}], ['GET', item, {}], ...writes]
+    for (const [method, url, options] of everything) {
       const reply = await world.call(method, url, options)
       assertProblem(t, reply, 401, `${method} without a token`, { type: Problems.tokenRequired })
       t.match(reply.headers['www-authenticate'], /^Bearer realm=/, `${method}: a Bearer challenge`)
@@ -82,7 +92,12 @@ onEachDialect(t, (t, world) => {
       { what: 'an object for the name', raw: '{"name": {"first": "x"}}', status: 400, field: '/name' },
       { what: 'null for the name', raw: '{"name": null}', status: 400, field: '/name' },
       { what: 'an extra field', raw: '{"name": "fine", "extra": 1}', status: 400, field: '/extra' },
-      { what: 'an owner of its own choosing', raw: '{"name": "fine", "owner": {"subject": "someone-else"}}', status: 400, field: '/owner' },
+      {
+        what: 'an owner of its own choosing',
+        raw: '{"name": "fine", "owner": {"subject": "someone-else"}}',
+        status: 400,
+        field: '/owner',
+      },
       { what: 'an id of its own choosing', raw: '{"id": 1, "name": "fine"}', status: 400, field: '/id' },
       { what: 'an empty object', raw: '{}', status: 400, field: '/name' },
       { what: 'an empty name', raw: '{"name": ""}', status: 400, field: '/name' },
@@ -92,7 +107,7 @@ onEachDialect(t, (t, world) => {
       { what: 'a NUL', raw: '{"name": "a\\u0000b"}', status: 400, field: '/name' },
       { what: 'a bell', raw: '{"name": "a\\u0007b"}', status: 400, field: '/name' },
       { what: 'a tab inside', raw: '{"name": "a\\tb"}', status: 400, field: '/name' },
-      { what: 'a tab at the edge, which trimming would drop', raw: '{"name": "\\tpadded"}', status: 400, field: '/name' },
+      { what: 'a tab at the edge (trimming would drop it)', raw: '{"name": "\\tpadded"}', status: 400, field: '/name' },
       { what: 'a newline inside', raw: '{"name": "a\\nb"}', status: 400, field: '/name' },
       { what: 'a terminal escape', raw: '{"name": "\\u001b[31mred"}', status: 400, field: '/name' },
       { what: 'a DEL', raw: '{"name": "a\\u007fb"}', status: 400, field: '/name' },
@@ -115,11 +130,14 @@ onEachDialect(t, (t, world) => {
     const target = await create(world, editorToken, 'untouched')
 
     for (const { what, raw, contentType, status, field } of cases) {
-      const options: SendOptions = raw === undefined ? {} : { body: raw, headers: { 'content-type': contentType ?? json } }
+      const options: SendOptions = raw === undefined
+        ? {}
+        : { body: raw, headers: { 'content-type': contentType ?? json } }
       const subject = world.fresh('invalid')
       const before = await snapshot(db)
 
-      const post = await world.call('POST', `${world.base}/`, { ...options, token: await world.person(subject, 'Invalid') })
+      const newcomerToken = await world.person(subject, 'Invalid')
+      const post = await world.call('POST', `${world.base}/`, { ...options, token: newcomerToken })
       if (field === undefined) assertProblem(t, post, status, `POST ${what}`)
       else assertInvalid(t, post, 'body', field, `POST ${what}`)
       const put = await world.call('PUT', `${world.base}/${String(target.id)}`, { ...options, token: editorToken })
@@ -136,7 +154,9 @@ onEachDialect(t, (t, world) => {
     })
     t.equal(atLimit.status, 201, 'a body of exactly 1 MiB is accepted')
     const charset = await world.call('POST', `${world.base}/`, {
-      token: editorToken, body: '{"name": "with charset"}', headers: { 'content-type': 'application/json; charset=utf-8' },
+      token: editorToken,
+      body: '{"name": "with charset"}',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
     })
     t.equal(charset.status, 201, 'application/json with a charset is JSON')
   })
