@@ -17,17 +17,20 @@ onEachDialect(t, (t, world) => {
     const [owner] = await ownersOf(db, 'alice')
     t.ok(owner, 'the owner row was made from the token')
     t.strictSame(owner, { id: owner?.id, subject: 'alice', name: 'Alice' }, 'owner row: sub and preferred_username')
-    const expected = { id: created.id, name: 'first resource', owner: { id: owner?.id ?? 0, subject: 'alice', name: 'Alice' } }
+    const ownerShown = { id: owner?.id ?? 0, subject: 'alice', name: 'Alice' }
+    const expected = { id: created.id, name: 'first resource', owner: ownerShown }
     assertResource(t, reply, 201, expected, 'POST')
     t.type(created.id, 'number')
     t.ok(Number.isInteger(created.id) && created.id > 0, 'the id is a positive integer')
-    t.strictSame(await resourceRow(db, created.id), { id: created.id, owner_id: owner?.id, name: 'first resource' }, 'the row, trimmed')
+    t.strictSame(await resourceRow(db, created.id), { id: created.id, owner_id: owner?.id, name: 'first resource' },
+      'the row, trimmed')
 
     const location = reply.headers.location ?? ''
-    t.equal(location, `${world.base}/${String(created.id)}`, 'Location is the absolute URL of the resource')
+    t.equal(location, world.url(created.id), 'Location is the absolute URL of the resource')
     t.equal(new URL(location).origin, ORIGIN, 'Location is absolute, on this server')
     assertResource(t, await world.call('GET', location, { token }), 200, expected, 'GET Location with the same token')
-    assertResource(t, await world.call('GET', `${world.base}/${String(created.id)}/`, { token }), 200, expected, 'GET with a trailing slash')
+    const slashed = await world.call('GET', `${world.url(created.id)}/`, { token })
+    assertResource(t, slashed, 200, expected, 'GET with a trailing slash')
 
     const second = await world.call('POST', world.base, { token, json: { name: 'second resource' } })
     t.equal(second.status, 201, 'POST without the trailing slash')
@@ -69,18 +72,24 @@ onEachDialect(t, (t, world) => {
   t.test('GET /:id answers the resource, 404 for none and 400 for an id that is not a positive integer', async (t) => {
     const token = await world.token(BOB, 'read')
     const mine = await create(world, await world.token(BOB), 'bob-get')
-    assertResource(t, await world.call('GET', `${world.base}/${String(mine.id)}`, { token }), 200, mine, 'GET with a read-only token')
+    assertResource(t, await world.call('GET', world.url(mine.id), { token }), 200, mine, 'GET with a read-only token')
 
-    const missing = await world.call('GET', `${world.base}/${String(MAX_ID)}`, { token })
-    assertProblem(t, missing, 404, 'an unknown id', { type: 'about:blank', title: 'Not Found', detail: `There is no resource ${String(MAX_ID)}`, instance: `${PREFIX}/${String(MAX_ID)}` })
+    const missing = await world.call('GET', world.url(MAX_ID), { token })
+    assertProblem(t, missing, 404, 'an unknown id', {
+      type: 'about:blank',
+      title: 'Not Found',
+      detail: `There is no resource ${String(MAX_ID)}`,
+      instance: `${PREFIX}/${String(MAX_ID)}`,
+    })
 
     for (const id of ['abc', '0', '-1', '1.5', '99999999999', String(MAX_ID + 1), '%20']) {
-      assertInvalid(t, await world.call('GET', `${world.base}/${id}`, { token }), 'path', '/id', `GET /${id}`)
+      assertInvalid(t, await world.call('GET', world.url(id), { token }), 'path', '/id', `GET /${id}`)
     }
     const write = await world.token(BOB)
     for (const id of ['abc', '0', '-1', '1.5', '99999999999']) {
-      assertInvalid(t, await world.call('PUT', `${world.base}/${id}`, { token: write, json: { name: 'whatever' } }), 'path', '/id', `PUT /${id}`)
-      assertInvalid(t, await world.call('DELETE', `${world.base}/${id}`, { token: write }), 'path', '/id', `DELETE /${id}`)
+      const put = await world.call('PUT', world.url(id), { token: write, json: { name: 'whatever' } })
+      assertInvalid(t, put, 'path', '/id', `PUT /${id}`)
+      assertInvalid(t, await world.call('DELETE', world.url(id), { token: write }), 'path', '/id', `DELETE /${id}`)
     }
   })
 
@@ -96,20 +105,26 @@ onEachDialect(t, (t, world) => {
 
     const second = await create(world, await world.person(subject, 'Second Name'), 'owned-2')
     t.strictSame(second.owner, { id: first.owner.id, subject, name: 'Second Name' }, 'POST: same owner, new name')
-    const readFirst = await world.call('GET', `${world.base}/${String(first.id)}`, { token: await world.person(subject, 'Second Name') })
+    const asSecond = await world.person(subject, 'Second Name')
+    const readFirst = await world.call('GET', world.url(first.id), { token: asSecond })
     t.equal((readFirst.body as Resource).owner.name, 'Second Name', 'older resources show the current name')
 
-    const renamed = await world.call('PUT', `${world.base}/${String(first.id)}`, { token: await world.person(subject, 'Third Name'), json: { name: 'owned-1b' } })
-    assertResource(t, renamed, 200, { id: first.id, name: 'owned-1b', owner: { id: first.owner.id, subject, name: 'Third Name' } }, 'PUT: new name')
-    t.strictSame(await ownersOf(db, subject), [{ id: first.owner.id, subject, name: 'Third Name' }], 'PUT updated the owner row')
+    const asThird = await world.person(subject, 'Third Name')
+    const renamed = await world.call('PUT', world.url(first.id), { token: asThird, json: { name: 'owned-1b' } })
+    const third = { id: first.owner.id, subject, name: 'Third Name' }
+    assertResource(t, renamed, 200, { id: first.id, name: 'owned-1b', owner: third }, 'PUT: new name')
+    t.strictSame(await ownersOf(db, subject), [third], 'PUT updated the owner row')
 
-    const deleted = await world.call('DELETE', `${world.base}/${String(first.id)}`, { token: await world.person(subject, 'Fourth Name') })
+    const asFourth = await world.person(subject, 'Fourth Name')
+    const deleted = await world.call('DELETE', world.url(first.id), { token: asFourth })
     t.equal(deleted.status, 204, 'DELETE with yet another name')
-    const left = await world.call('GET', `${world.base}/${String(second.id)}`, { token: await world.person(subject, 'Fourth Name') })
+    const left = await world.call('GET', world.url(second.id), { token: await world.person(subject, 'Fourth Name') })
     t.equal((left.body as Resource).owner.name, 'Fourth Name', 'DELETE, a write, keeps the name current too')
-    t.strictSame(await ownersOf(db, subject), [{ id: first.owner.id, subject, name: 'Fourth Name' }], 'DELETE updated the owner row')
+    t.strictSame(await ownersOf(db, subject), [{ id: first.owner.id, subject, name: 'Fourth Name' }],
+      'DELETE updated the owner row')
 
     const nameless = await create(world, await world.token(NAMELESS), 'nameless-1')
-    t.strictSame(nameless.owner, { id: nameless.owner.id, subject: 'nameless', name: 'nameless' }, 'no preferred_username: the client id names the owner')
+    t.strictSame(nameless.owner, { id: nameless.owner.id, subject: 'nameless', name: 'nameless' },
+      'no preferred_username: the client id names the owner')
   })
 })

@@ -53,7 +53,8 @@ onEachDialect(t, (t, world) => {
     // A caller with no owner row yet: the owner upsert races too.
     const newcomer = world.fresh('racer')
     const token = await world.person(newcomer, 'Racer')
-    const replies = await Promise.all(Array.from({ length: 20 }, async () => world.call('POST', `${world.base}/`, { token, json: { name: 'the one' } })))
+    const replies = await Promise.all(Array.from({ length: 20 }, async () =>
+      world.call('POST', `${world.base}/`, { token, json: { name: 'the one' } })))
     const statuses = replies.map((reply) => reply.status).sort()
     t.strictSame(statuses, [201, ...Array<number>(19).fill(409)], 'one 201, nineteen 409')
     for (const reply of replies.filter((r) => r.status === 409)) {
@@ -61,13 +62,15 @@ onEachDialect(t, (t, world) => {
     }
     const owners = await ownersOf(db, newcomer)
     t.equal(owners.length, 1, 'one owner row')
-    const rows = await db.query<ResourceRow>('SELECT id, owner_id, name FROM resources WHERE owner_id = ?', [owners[0]?.id ?? 0])
+    const rows = await db.query<ResourceRow>('SELECT id, owner_id, name FROM resources WHERE owner_id = ?',
+      [owners[0]?.id ?? 0])
     t.strictSame(rows.map((row) => row.name), ['the one'], 'exactly one row')
 
     // The same name, spelled with and without padding.
     const padded = await Promise.all(Array.from({ length: 20 }, async (_, i) =>
       world.call('POST', `${world.base}/`, { token, json: { name: i % 2 === 0 ? 'padded race' : '  padded race  ' } })))
-    t.strictSame(padded.map((reply) => reply.status).sort(), [201, ...Array<number>(19).fill(409)], 'trimmed names race as one')
+    t.strictSame(padded.map((reply) => reply.status).sort(), [201, ...Array<number>(19).fill(409)],
+      'trimmed names race as one')
 
     // Distinct names by another newcomer: every one wins, all under one owner row.
     const many = world.fresh('many')
@@ -81,9 +84,11 @@ onEachDialect(t, (t, world) => {
     // Ten resources renamed to the same name at once.
     const ten = (distinct.slice(0, 10).map((reply) => reply.body as Resource))
     const renames = await Promise.all(ten.map(async (resource) =>
-      world.call('PUT', `${world.base}/${String(resource.id)}`, { token: manyToken, json: { name: 'converged' } })))
-    t.strictSame(renames.map((reply) => reply.status).sort(), [200, ...Array<number>(9).fill(409)], 'one rename wins, nine 409')
-    const converged = await db.query<ResourceRow>('SELECT id, owner_id, name FROM resources WHERE name = ?', ['converged'])
+      world.call('PUT', world.url(resource.id), { token: manyToken, json: { name: 'converged' } })))
+    t.strictSame(renames.map((reply) => reply.status).sort(), [200, ...Array<number>(9).fill(409)],
+      'one rename wins, nine 409')
+    const converged = await db.query<ResourceRow>('SELECT id, owner_id, name FROM resources WHERE name = ?',
+      ['converged'])
     t.equal(converged.length, 1, 'exactly one row has the name')
   })
 
@@ -95,7 +100,8 @@ onEachDialect(t, (t, world) => {
     for (const [name, status] of [['explode-on-insert', 500], ['collide-on-insert', 409]] as const) {
       const subject = world.fresh('atomic-newcomer')
       const before = await snapshot(db)
-      const reply = await world.call('POST', `${world.base}/`, { token: await world.person(subject, 'Atomic'), json: { name } })
+      const newcomer = await world.person(subject, 'Atomic')
+      const reply = await world.call('POST', `${world.base}/`, { token: newcomer, json: { name } })
       assertProblem(t, reply, status, `a new caller's create failing in the resource insert (${name})`)
       if (status === 500) t.notMatch((reply.body as ProblemBody).detail, /inject|trigger|SQL/i, 'the 500 tells nothing of the database')
       t.strictSame(await ownersOf(db, subject), [], `${name}: no owner row left behind`)
@@ -110,8 +116,8 @@ onEachDialect(t, (t, world) => {
     const failures: [string, string, string, string, number][] = [
       ['create failing in the insert', 'POST', `${world.base}/`, 'explode-on-insert', 500],
       ['create clashing', 'POST', `${world.base}/`, 'atomic-sibling', 409],
-      ['rename failing in the update', 'PUT', `${world.base}/${String(resource.id)}`, 'explode-on-update', 500],
-      ['rename clashing', 'PUT', `${world.base}/${String(resource.id)}`, 'atomic-sibling', 409],
+      ['rename failing in the update', 'PUT', world.url(resource.id), 'explode-on-update', 500],
+      ['rename clashing', 'PUT', world.url(resource.id), 'atomic-sibling', 409],
     ]
     for (const [what, method, url, name, status] of failures) {
       const before = await snapshot(db)
@@ -119,28 +125,30 @@ onEachDialect(t, (t, world) => {
       assertProblem(t, reply, status, what)
       t.strictSame(await snapshot(db), before, `${what}: resource and owner name unchanged`)
     }
-    t.strictSame(await ownersOf(db, subject), [{ id: resource.owner.id, subject, name: 'Before' }], 'the owner keeps its old name')
+    t.strictSame(await ownersOf(db, subject), [{ id: resource.owner.id, subject, name: 'Before' }],
+      'the owner keeps its old name')
     t.equal((await resourceRow(db, sibling.id))?.name, 'atomic-sibling')
 
     // Refused writes by a caller who has no owner row yet.
     const victim = await create(world, await world.token(BOB), 'atomic-victim')
     const refusals: [string, string, string, number][] = [
-      ['PUT on someone else\'s', 'PUT', `${world.base}/${String(victim.id)}`, 403],
-      ['PUT on an unknown id', 'PUT', `${world.base}/${String(MAX_ID)}`, 404],
-      ['DELETE on someone else\'s', 'DELETE', `${world.base}/${String(victim.id)}`, 403],
-      ['DELETE on an unknown id', 'DELETE', `${world.base}/${String(MAX_ID)}`, 404],
+      ['PUT on someone else\'s', 'PUT', world.url(victim.id), 403],
+      ['PUT on an unknown id', 'PUT', world.url(MAX_ID), 404],
+      ['DELETE on someone else\'s', 'DELETE', world.url(victim.id), 403],
+      ['DELETE on an unknown id', 'DELETE', world.url(MAX_ID), 404],
     ]
     for (const [what, method, url, status] of refusals) {
       const stranger = world.fresh('atomic-stranger')
       const before = await snapshot(db)
-      const reply = await world.call(method, url, { token: await world.person(stranger, 'Stranger'), ...(method === 'PUT' ? { json: { name: 'mine now' } } : {}) })
+      const body = method === 'PUT' ? { json: { name: 'mine now' } } : {}
+      const reply = await world.call(method, url, { token: await world.person(stranger, 'Stranger'), ...body })
       assertProblem(t, reply, status, `a newcomer's ${what}`)
       t.strictSame(await ownersOf(db, stranger), [], `a newcomer's ${what}: no owner row made`)
       t.strictSame(await snapshot(db), before, `a newcomer's ${what}: nothing written`)
     }
     // A refused rename by an existing owner under a new display name.
     const before = await snapshot(db)
-    const refused = await world.call('PUT', `${world.base}/${String(victim.id)}`, { token: renamedToken, json: { name: 'mine now' } })
+    const refused = await world.call('PUT', world.url(victim.id), { token: renamedToken, json: { name: 'mine now' } })
     assertProblem(t, refused, 403, 'an owner\'s refused rename under a new display name')
     t.strictSame(await snapshot(db), before, 'a refused rename leaves the owner\'s name as it was')
   })

@@ -27,7 +27,7 @@ onEachDialect(t, (t, world) => {
     const writeOnly = await world.token(ALICE, 'write')
     const resource = await create(world, full, 'scoped')
     const list = `${world.base}/`
-    const item = `${world.base}/${String(resource.id)}`
+    const item = world.url(resource.id)
 
     const before = await snapshot(db)
     const writes: [string, string, SendOptions][] = [
@@ -60,7 +60,7 @@ onEachDialect(t, (t, world) => {
     const created = await world.call('POST', list, { token: writeOnly, json: { name: 'write-only-create' } })
     t.equal(created.status, 201, 'a write-only token creates')
     const createdId = (created.body as Resource).id
-    const createdUrl = `${world.base}/${String(createdId)}`
+    const createdUrl = world.url(createdId)
     const renamed = await world.call('PUT', createdUrl, { token: writeOnly, json: { name: 'write-only-rename' } })
     t.equal(renamed.status, 200, 'and renames')
     t.equal((await world.call('DELETE', createdUrl, { token: writeOnly })).status, 204, 'and deletes')
@@ -140,7 +140,7 @@ onEachDialect(t, (t, world) => {
       const post = await world.call('POST', `${world.base}/`, { ...options, token: newcomerToken })
       if (field === undefined) assertProblem(t, post, status, `POST ${what}`)
       else assertInvalid(t, post, 'body', field, `POST ${what}`)
-      const put = await world.call('PUT', `${world.base}/${String(target.id)}`, { ...options, token: editorToken })
+      const put = await world.call('PUT', world.url(target.id), { ...options, token: editorToken })
       if (field === undefined) assertProblem(t, put, status, `PUT ${what}`)
       else assertInvalid(t, put, 'body', field, `PUT ${what}`)
 

@@ -74,10 +74,12 @@ export function assertProblem(t: Test, reply: Answer, status: number, what: stri
 }
 
 /** A validation problem naming the offending field. */
-export function assertInvalid(t: Test, reply: Answer, where: 'body' | 'query' | 'path', field: string, what: string): void {
+export function assertInvalid(t: Test, reply: Answer, where: 'body' | 'query' | 'path', field: string,
+  what: string): void {
   assertProblem(t, reply, 400, what, { type: Problems.validation, title: 'Validation failed' })
   const errors = (reply.body as ProblemBody | undefined)?.errors ?? []
-  t.ok(errors.some((error) => error.in === where && error.name === field), `${what}: errors name ${where} ${field}`, { errors })
+  const named = errors.some((error) => error.in === where && error.name === field)
+  t.ok(named, `${what}: errors name ${where} ${field}`, { errors })
 }
 
 /** A resource with exactly the documented fields. */
@@ -109,6 +111,8 @@ export interface World {
   app: FastifyInstance
   /** http://localhost/api/resource/v1, no trailing slash: where Location and `next` point. */
   base: string
+  /** `base`/id: where a resource is. */
+  url(id: number | string): string
   /** A request to the app; `path` may be a URL of `base`. */
   call(method: string, path: string, options?: SendOptions): Promise<Answer>
   /** A client-credentials token of a registered client. */
@@ -130,6 +134,7 @@ async function setUp(t: Test, db: TestDatabase): Promise<World> {
     provider,
     app,
     base: `${ORIGIN}${PREFIX}`,
+    url: (id) => `${ORIGIN}${PREFIX}/${String(id)}`,
     async call(method, path, options = {}) {
       return send(app, path, { ...options, method })
     },
