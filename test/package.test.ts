@@ -1,4 +1,6 @@
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,7 +25,10 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 }
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NATIVE_ADDON = join('better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
-const DEV_ONLY = ['tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon', '@types/node']
+const DEV_ONLY = [
+  'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
+  '@types/node',
+]
 const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
 const STEP_TIMEOUT_MS = 60_000
@@ -58,7 +63,11 @@ async function packAndInstall(): Promise<Installed> {
   // ships, and concurrent test runs never rebuild the working tree's dist/ under one another.
   const stage = join(work, 'stage')
   mkdirSync(stage)
-  for (const entry of ['package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'src', 'plugins', 'drizzle']) {
+  const sources = [
+    'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
+    'src', 'plugins', 'drizzle',
+  ]
+  for (const entry of sources) {
     cpSync(join(ROOT, entry), join(stage, entry), { recursive: true })
   }
   symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir')
@@ -75,13 +84,17 @@ async function packAndInstall(): Promise<Installed> {
   // instead, as the Dockerfile carries the build stage's over to the runtime stage.
   const host = join(work, 'host')
   mkdirSync(host)
-  writeFileSync(join(host, 'package.json'), JSON.stringify({ name: 'host-app', version: '1.0.0', private: true, type: 'module' }))
+  const hostManifest = { name: 'host-app', version: '1.0.0', private: true, type: 'module' }
+  writeFileSync(join(host, 'package.json'), JSON.stringify(hostManifest))
   try {
-    await run('npm', ['install', '--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], host, INSTALL_TIMEOUT_MS)
+    const flags = ['--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund']
+    await run('npm', ['install', ...flags, '--loglevel', 'error', tarball], host, INSTALL_TIMEOUT_MS)
   } catch (error) {
     const message = (error as Error).message
     if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|not within/.test(message)) {
-      throw new Error(`installing the tarball needs the npm registry for whatever the npm cache lacks, and it could not be reached:\n${message}`, { cause: error })
+      const why = 'installing the tarball needs the npm registry for whatever the npm cache lacks,'
+        + ' and it could not be reached'
+      throw new Error(`${why}:\n${message}`, { cause: error })
     }
     throw error
   }
@@ -104,20 +117,29 @@ async function startListening(t: Test, file: string, args: string[], cwd: string
 
 t.test('the tarball ships the build, the migrations and the declarations, and no sources or tests', async (t) => {
   const { tarball, work } = await installed()
-  const files = (await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)).stdout.split('\n').filter((line) => line !== '')
-  for (const file of ['dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md']) {
+  const listing = await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)
+  const files = listing.stdout.split('\n').filter((line) => line !== '')
+  const shipped = [
+    'dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts',
+    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md',
+  ]
+  for (const file of shipped) {
     t.ok(files.includes(`package/${file}`), `ships ${file}`)
   }
   for (const [subpath, target] of Object.entries(manifest.exports)) {
     const targets = typeof target === 'string' ? [target] : [target.types, target.import]
-    for (const path of targets) t.ok(files.includes(`package/${path.slice(2)}`), `${subpath}: ${path} is in the tarball`)
+    for (const path of targets) {
+      t.ok(files.includes(`package/${path.slice(2)}`), `${subpath}: ${path} is in the tarball`)
+    }
   }
   t.same(files.filter((file) => /^package\/(src|plugins|test|scripts|dist\/test|dist\/scripts)\//.test(file)), [], 'no TypeScript sources, tests or scripts')
 })
 
 t.test('installed with production dependencies only: both bins, no dev dependency', async (t) => {
   const { host } = await installed()
-  for (const bin of [NAME, `${NAME}-client`]) t.ok(existsSync(join(host, 'node_modules', '.bin', bin)), `the ${bin} bin is linked`)
+  for (const bin of [NAME, `${NAME}-client`]) {
+    t.ok(existsSync(join(host, 'node_modules', '.bin', bin)), `the ${bin} bin is linked`)
+  }
   for (const dev of DEV_ONLY) t.notOk(existsSync(join(host, 'node_modules', dev)), `${dev} is not installed`)
   const { stdout } = await run(join(host, 'node_modules', '.bin', NAME), ['--version'], host, STEP_TIMEOUT_MS)
   t.equal(stdout, `${manifest.version}\n`, '--version prints the version')
@@ -132,8 +154,9 @@ t.test('the installed server migrates its SQLite database at start and answers h
   t.equal((await send(url, '/healthz/readiness')).status, 200, 'readiness')
   const db = new Sqlite(join(instance, `${NAME}.sqlite`), { readonly: true, fileMustExist: true })
   try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((row) => row.name)
-    t.same(tables.filter((name) => ['__drizzle_migrations', 'owners', 'resources'].includes(name)), ['__drizzle_migrations', 'owners', 'resources'], 'the migrations made the tables')
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
+    const expected = ['__drizzle_migrations', 'owners', 'resources']
+    t.same(tables.filter((name) => expected.includes(name as string)), expected, 'the migrations made the tables')
   } finally {
     db.close()
   }
@@ -141,13 +164,16 @@ t.test('the installed server migrates its SQLite database at start and answers h
 
 const HOST_APP = `
 import Fastify from 'fastify'
-import { bearerAuth, databasePlugin, openDatabase, parseDatabaseUrl, problemDetails, resolveAuthSettings } from '${NAME}'
+import {
+  bearerAuth, databasePlugin, openDatabase, parseDatabaseUrl, problemDetails, resolveAuthSettings,
+} from '${NAME}'
 import greetingV2 from '${NAME}/plugins/greeting/v2'
 import resourceV1 from '${NAME}/plugins/resource/v1'
 
 const app = Fastify()
 await app.register(problemDetails)
-await app.register(bearerAuth, { settings: resolveAuthSettings({ issuer: process.env.ISSUER, audience: process.env.AUDIENCE }) })
+const settings = resolveAuthSettings({ issuer: process.env.ISSUER, audience: process.env.AUDIENCE })
+await app.register(bearerAuth, { settings })
 const database = await openDatabase(parseDatabaseUrl(process.env.DB_FILE))
 await app.register(databasePlugin, { database, migrate: true })
 await app.register(greetingV2, { prefix: '/hello' })
