@@ -11,7 +11,7 @@ import { send } from './helpers/http.js'
 const HOST_AUDIENCE = 'host-api'
 const MAIN_AUDIENCE = 'mrmat-ts-api-fastify'
 
-/** Someone else's Fastify app, set up as the README's library section says, its provider discovered; closed after the test. */
+/** Someone else's Fastify app, set up as the README's library section says, its provider discovered; closed after. */
 async function hostApp(t: Test, settings: AuthSettings | undefined): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
@@ -52,7 +52,8 @@ t.test('greeting v3 in a host app with its own issuer and audience', async (t) =
     t.equal(answer.status, 401, what)
     t.equal(challengeOf(answer)?.params.realm, HOST_AUDIENCE, `${what}: the host's realm`)
     t.equal(challengeOf(answer)?.params.error, 'invalid_token', `${what}: invalid_token`)
-    t.match(answer.body, { type: Problems.invalidToken, instance: '/hello/' }, `${what}: a problem from the host's problemDetails`)
+    t.match(answer.body, { type: Problems.invalidToken, instance: '/hello/' },
+      `${what}: a problem from the host's problemDetails`)
   }
 
   const none = await send(app, '/hello/')

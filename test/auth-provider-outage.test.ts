@@ -34,7 +34,7 @@ async function silentServer(t: Test): Promise<string> {
   return `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`
 }
 
-t.test('the provider down at startup: the server starts, answers 503 with Retry-After, and recovers by itself', async (t) => {
+t.test('the provider down at startup: the app starts, answers 503 with Retry-After, and recovers', async (t) => {
   const provider = await startTestProvider(t)
   const auth = await settingsFromSecrets(t, provider)
   const jwt = await provider.jwt()
@@ -50,7 +50,12 @@ t.test('the provider down at startup: the server starts, answers 503 with Retry-
     const answer = await send(app, GREETING, { token })
     t.equal(answer.status, 503, `${what}: 503`)
     t.match(answer.headers['retry-after'], /^\d+$/, `${what}: Retry-After in seconds`)
-    t.match(answer.body, { type: Problems.unavailable, title: 'Identity provider unavailable', status: 503, instance: GREETING }, `${what}: the problem`)
+    t.match(answer.body, {
+      type: Problems.unavailable,
+      title: 'Identity provider unavailable',
+      status: 503,
+      instance: GREETING,
+    }, `${what}: the problem`)
     t.notOk(answer.text.includes(token), `${what}: not echoed`)
   }
   t.equal((await send(app, GREETING)).status, 401, 'no token is still 401: that needs no provider')
@@ -90,7 +95,8 @@ t.test('the provider down once its key is cached', async (t) => {
 
   for (let i = 0; i < 3; i++) {
     const fresh = await provider.sign({ sub: `caller-${String(i)}`, preferred_username: `caller-${String(i)}` })
-    t.same((await send(app, GREETING, { token: fresh })).body, { message: `Hello caller-${String(i)}` }, `new token ${String(i)} signed with the cached key`)
+    t.same((await send(app, GREETING, { token: fresh })).body, { message: `Hello caller-${String(i)}` },
+      `new token ${String(i)} signed with the cached key`)
   }
   // A kid the cache lacks needs the provider: it may be a made-up kid or a key rotated in a moment
   // ago, and only the unreachable provider could tell. So: try again later.
@@ -105,7 +111,8 @@ t.test('the provider down once its key is cached', async (t) => {
 t.test('an unknown kid while the provider is down, once the refetch cooldown is over', async (t) => {
   const cooldown = 100
   const provider = await startTestProvider(t)
-  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
   t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   await provider.stop()
   await elapse(cooldown + 50)
@@ -126,8 +133,9 @@ t.test('keys outlive their cache TTL while the provider is down', async (t) => {
   await provider.stop()
   await elapse(keyCacheTtl + 50)
 
-  t.equal((await send(app, GREETING, { token: await provider.sign() })).status, 200, 'the first new token after the TTL: the stale key')
-  const next = await Promise.all([provider.sign(), provider.sign()].map(async (token) => (await send(app, GREETING, { token: await token })).status))
+  const greet = async (token: string): Promise<number> => (await send(app, GREETING, { token })).status
+  t.equal(await greet(await provider.sign()), 200, 'the first new token after the TTL: the stale key')
+  const next = await Promise.all([provider.sign(), provider.sign()].map(async (token) => greet(await token)))
   t.same(next, [200, 200], 'the following ones too (README: keys are kept while the provider is unreachable)')
 })
 
@@ -146,14 +154,16 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
   // Long enough that a flood, even on a loaded machine, ends inside one window.
   const cooldown = 3000
   const provider = await startTestProvider(t)
-  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
   t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   const fetched = provider.requests('/jwks')
   let next = 0
 
   const flood = async (): Promise<{ bogus: number[], valid: number[] }> => {
     const bogus = await Promise.all(Array.from({ length: 50 }, async () => bogusKid(provider, next++)))
-    const valid = await Promise.all(Array.from({ length: 5 }, async (_, i) => provider.sign({ jti: `valid-${String(next)}-${String(i)}` })))
+    const valid = await Promise.all(Array.from({ length: 5 }, async (_, i) =>
+      provider.sign({ jti: `valid-${String(next)}-${String(i)}` })))
     const [bogusAnswers, validAnswers] = await Promise.all([
       Promise.all(bogus.map(async (token) => send(app, GREETING, { token }))),
       Promise.all(valid.map(async (token) => send(app, GREETING, { token }))),
@@ -164,7 +174,8 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
   const first = await flood()
   t.same(first.bogus, Array(50).fill(401), 'every made-up kid is 401')
   t.same(first.valid, Array(5).fill(200), 'valid tokens pass during the flood')
-  t.ok(provider.requests('/jwks') - fetched <= UNKNOWN_KEY_BURST, `at most ${String(UNKNOWN_KEY_BURST)} refetches for 50 made-up kids`)
+  t.ok(provider.requests('/jwks') - fetched <= UNKNOWN_KEY_BURST,
+    `at most ${String(UNKNOWN_KEY_BURST)} refetches for 50 made-up kids`)
 
   await elapse(cooldown + 50)
   const beforeSecond = provider.requests('/jwks')
@@ -181,7 +192,8 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
 t.test('key rotation needs no restart', async (t) => {
   const cooldown = 300
   const provider = await startTestProvider(t)
-  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
   const oldKid = provider.kid
   t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   const warmed = Date.now()
@@ -194,7 +206,8 @@ t.test('key rotation needs no restart', async (t) => {
   t.equal(rotated.status, 200, 'a token of the new key')
   t.same(rotated.body, { message: 'Hello test-client-display' })
   t.equal(provider.requests('/jwks'), 2, 'found by one refetch')
-  t.equal((await send(app, GREETING, { token: await provider.sign({}, { key: 'previous' }) })).status, 200, 'a new token of the old key')
+  const ofOldKey = await provider.sign({}, { key: 'previous' })
+  t.equal((await send(app, GREETING, { token: ofOldKey })).status, 200, 'a new token of the old key')
   t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'another of the new key')
   t.equal(provider.requests('/jwks'), 2, 'without further fetches')
 })
@@ -206,7 +219,8 @@ t.test('a key in the JWKS just fetched is usable at once', async (t) => {
   await t.test('both keys of a rotation, at a cold start', async (t) => {
     await provider.rotateKeys()
     const app = await build(t, { auth })
-    t.equal((await send(app, GREETING, { token: await provider.sign({}, { key: 'previous' }) })).status, 200, 'the old key: fetches the JWKS with both')
+    const ofOldKey = await provider.sign({}, { key: 'previous' })
+    t.equal((await send(app, GREETING, { token: ofOldKey })).status, 200, 'the old key: fetches the JWKS with both')
     t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'the new key')
   })
 

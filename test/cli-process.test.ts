@@ -66,8 +66,11 @@ t.test('migrate creates the schema in var/instance of a fresh folder and applies
   t.ok(logLines(first.stdout).some((line) => line.msg === 'database migrations are applied'), 'logs the migrations')
   withSqlite(file, (db) => {
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all()
-    for (const table of ['owners', 'resources', '__drizzle_migrations']) t.ok(tables.includes(table), `has the table ${table}`)
-    const columns = (table: string): unknown[] => db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all()
+    for (const table of ['owners', 'resources', '__drizzle_migrations']) {
+      t.ok(tables.includes(table), `has the table ${table}`)
+    }
+    const columns = (table: string): unknown[] =>
+      db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all()
     t.ok(columns('owners').includes('subject'), 'owners has a subject')
     const uniqueIndexes = (table: string): unknown[][] =>
       (db.prepare(`SELECT name FROM pragma_index_list('${table}') WHERE "unique" = 1`).pluck().all() as string[])
@@ -118,7 +121,8 @@ t.test('serve on a fresh instance folder', async (t) => {
     const { code, signal, stdout, stderr } = await cli.stop()
     t.equal(code, 0, 'exits 0 on SIGTERM')
     t.equal(signal, null)
-    t.ok(logLines(stdout).some((line) => line.msg === 'shutting down' && line.signal === 'SIGTERM'), 'logs the shutdown')
+    const shutdown = logLines(stdout).find((line) => line.msg === 'shutting down')
+    t.match(shutdown, { signal: 'SIGTERM' }, 'logs the shutdown')
     t.equal(stderr, '')
   })
 
@@ -145,7 +149,8 @@ t.test('openapi prints the whole OpenAPI document and exits 0 without touching t
   const write = [{ bearerAuth: ['mrmat-ts-api-fastify-resource-write'] }]
   t.match(document.paths['/api/resource/v1'], { get: { security: read }, post: { security: write } },
     'GET and POST /api/resource/v1/ with the read and write scopes')
-  t.match(document.paths['/api/resource/v1/{id}'], { get: { security: read }, put: { security: write }, delete: { security: write } },
+  t.match(document.paths['/api/resource/v1/{id}'],
+    { get: { security: read }, put: { security: write }, delete: { security: write } },
     'GET, PUT and DELETE /api/resource/v1/{id}')
   t.notOk(existsSync(join(cwd, 'var')), 'creates no var/instance folder')
 })

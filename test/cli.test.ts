@@ -14,7 +14,9 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 /** The configuration a command line gives, or a failure naming the arguments. */
 async function configOf(args: string[], env: Record<string, string> = {}): Promise<ServerConfig> {
   const invocation = await parseCommandLine(args, env)
-  if (!('config' in invocation)) throw new Error(`${args.join(' ')}: no configuration but ${JSON.stringify(invocation)}`)
+  if (!('config' in invocation)) {
+    throw new Error(`${args.join(' ')}: no configuration but ${JSON.stringify(invocation)}`)
+  }
   return invocation.config
 }
 
@@ -27,7 +29,10 @@ async function outputOf(args: string[]): Promise<string> {
 
 t.test('--help lists every option with its default and every command', async (t) => {
   const help = await outputOf(['--help'])
-  const options = ['--config', '-d, --debug', '--host', '--port', '--instance-path', '--db', '--oidc-secrets', '--version', '-h, --help']
+  const options = [
+    '--config', '-d, --debug', '--host', '--port', '--instance-path', '--db', '--oidc-secrets',
+    '--version', '-h, --help',
+  ]
   for (const option of options) t.match(help, new RegExp(`^ +${option} `, 'm'), `lists ${option}`)
   t.match(help, /^ +--host .*\[default: "localhost"\]$/m, 'shows the default host')
   t.match(help, /^ +--port .*\[default: 8080\]$/m, 'shows the default port')
@@ -56,24 +61,36 @@ t.test('the port comes from the flag, else MRMAT_PORT, else the config file', as
     'env-config.json': JSON.stringify({ host: '127.0.0.1', port: 8002 }),
   })
   const config = join(dir, 'config.json')
+  const envConfig = join(dir, 'env-config.json')
   const instance = ['--instance-path', dir]
   const cases: { name: string, args: string[], env: Record<string, string>, port: number }[] = [
-    { name: 'a flag beats MRMAT_PORT and the config file', args: ['--config', config, '--port', '8003'], env: { MRMAT_PORT: '8004' }, port: 8003 },
+    {
+      name: 'a flag beats MRMAT_PORT and the config file',
+      args: ['--config', config, '--port', '8003'],
+      env: { MRMAT_PORT: '8004' },
+      port: 8003,
+    },
     { name: 'MRMAT_PORT beats the config file', args: ['--config', config], env: { MRMAT_PORT: '8004' }, port: 8004 },
     { name: 'the --config file beats the default', args: ['--config', config], env: {}, port: 8001 },
-    { name: 'the MRMAT_CONFIG file beats the default', args: [], env: { MRMAT_CONFIG: join(dir, 'env-config.json') }, port: 8002 },
-    { name: 'the --config file beats MRMAT_CONFIG', args: ['--config', config], env: { MRMAT_CONFIG: join(dir, 'env-config.json') }, port: 8001 },
+    { name: 'the MRMAT_CONFIG file beats the default', args: [], env: { MRMAT_CONFIG: envConfig }, port: 8002 },
+    {
+      name: 'the --config file beats MRMAT_CONFIG',
+      args: ['--config', config],
+      env: { MRMAT_CONFIG: envConfig },
+      port: 8001,
+    },
     { name: 'nothing: the default', args: [], env: {}, port: 8080 },
   ]
   for (const { name, args, env, port } of cases) {
     const { host, port: used } = await configOf([...instance, ...args], env)
     t.equal(used, port, `${name}: ${String(port)}`)
-    if (args.includes('--config') || env.MRMAT_CONFIG !== undefined) t.equal(host, '127.0.0.1', `${name}: the file's host too`)
+    const fromFile = args.includes('--config') || env.MRMAT_CONFIG !== undefined
+    if (fromFile) t.equal(host, '127.0.0.1', `${name}: the file's host too`)
   }
 })
 
 // Without any of them it is var/instance of the working directory: see the migrate test in cli-process.test.ts.
-t.test('the instance path comes from the flag, else MRMAT_INSTANCE_PATH, else the config file; it is made', async (t) => {
+t.test('the instance path: the flag, else MRMAT_INSTANCE_PATH, else the config file; it is made', async (t) => {
   const at = (name: string): string => join(t.testdirName, name)
   const dir = t.testdir({ 'config.json': JSON.stringify({ 'instance-path': at('from-config') }) })
   const config = join(dir, 'config.json')
@@ -97,7 +114,8 @@ t.test('the instance path comes from the flag, else MRMAT_INSTANCE_PATH, else th
   for (const { name, args, env, folder } of cases) {
     const { instancePath, database } = await configOf(['migrate', ...args], env)
     t.equal(instancePath, at(folder), `${name}: ${folder}`)
-    t.same(database, { dialect: 'sqlite', file: join(at(folder), DEFAULT_DATABASE_FILE) }, `${name}: the database is in it`)
+    t.same(database, { dialect: 'sqlite', file: join(at(folder), DEFAULT_DATABASE_FILE) },
+      `${name}: the database is in it`)
     made.add(folder)
     t.same(candidates.filter((candidate) => existsSync(at(candidate))), candidates.filter((c) => made.has(c)),
       `${name}: that folder is made, and no other`)
@@ -127,7 +145,8 @@ t.test('a bad value is a usage error (exit code 2) naming where it came from', a
     { args: ['--bogus'], error: /^Unknown argument: bogus/ },
   ]
   for (const { args, env = {}, error } of cases) {
-    const name = [...Object.entries(env).map(([key, value]) => `${key}=${value}`), ...args].join(' ').replace(dir, '<dir>')
+    const variables = Object.entries(env).map(([key, value]) => `${key}=${value}`)
+    const name = [...variables, ...args].join(' ').replace(dir, '<dir>')
     // The default command, serve, with an instance path of the test's: a value that slipped through is refused there.
     await t.rejects(parseCommandLine(['--host', '127.0.0.1', '--instance-path', dir, ...args], env),
       { message: error, exitCode: 2 }, name)
@@ -135,7 +154,8 @@ t.test('a bad value is a usage error (exit code 2) naming where it came from', a
 })
 
 t.test('variables of other programs, MRMAT_TEST_REQUIRE_ALL say, do not trip the strict parsing', async (t) => {
-  const config = await configOf(['migrate', '--instance-path', t.testdir()], { MRMAT_TEST_REQUIRE_ALL: '1', MRMAT_X: 'y' })
+  const others = { MRMAT_TEST_REQUIRE_ALL: '1', MRMAT_X: 'y' }
+  const config = await configOf(['migrate', '--instance-path', t.testdir()], others)
   t.equal(config.port, 8080)
 })
 

@@ -10,7 +10,7 @@ import { pollUntil } from './helpers/wait.js'
 const SAMPLE_MS = 200
 const BLOCK_MS = 800
 
-t.test('a blocked event loop yields 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
+t.test('a blocked event loop: 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
   const app = await build(t, {
     database: 'none',
     swaggerUi: false,

@@ -41,7 +41,7 @@ async function slowUpload(url: string): Promise<{ socket: Socket, finish: () => 
   }
 }
 
-t.test('SIGTERM during a burst: readiness 503, accepted requests all answered, new connections refused, exit 0', async (t) => {
+t.test('SIGTERM in a burst: readiness 503, accepted requests answered, new connections refused, exit 0', async (t) => {
   const { cli, url } = await startCli(t, [
     '--host', '127.0.0.1', '--port', '0', '--shutdown-delay', String(DELAY_MS), '--shutdown-timeout', '10000',
   ], { cwd: t.testdir() })
@@ -69,7 +69,8 @@ t.test('SIGTERM during a burst: readiness 503, accepted requests all answered, n
   t.match(notReady.headers['content-type'], /^application\/problem\+json/)
   t.match(notReady.body, { status: 503, detail: /shutdown \(the server is shutting down\)/ }, 'readiness names the shutdown')
   t.ok(outcomes.length > burstBefore, 'requests sent after SIGTERM were still served')
-  const failed = outcomes.filter((o) => o.kind !== 'answer' || o.answer.status !== 200 || o.answer.body?.message === undefined)
+  const failed = outcomes.filter((o) =>
+    o.kind !== 'answer' || o.answer.status !== 200 || o.answer.body?.message === undefined)
   t.same(failed, [], `all ${outcomes.length} requests of the burst got a full 200`)
 
   const refused = await pollUntil(async () => {

@@ -32,7 +32,7 @@ t.test('X-Forwarded-* are used only from trusted proxies', async (t) => {
         swaggerUi: false,
         auth,
         trustProxy: c.trustProxy,
-        routes: (app) => app.get('/whoami', async (request) => ({ ip: request.ip, protocol: request.protocol, host: request.host })),
+        routes: (app) => app.get('/whoami', async ({ ip, protocol, host }) => ({ ip, protocol, host })),
       })
 
       const seen = await send(app, '/whoami', { headers: FORWARDED })

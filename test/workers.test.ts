@@ -63,11 +63,14 @@ t.test('two workers share the port and the load, a killed worker is replaced, SI
 
   const victim = workerPids[0] ?? 0
   process.kill(victim, 'SIGKILL')
-  await pollUntil(() => logLines(cli.stdout).some((line) => line.workerPid === victim && String(line.msg).includes('starting a replacement')), WAIT_MS, 'the death noticed')
+  const noticed = (line: Record<string, unknown>): boolean =>
+    line.workerPid === victim && String(line.msg).includes('starting a replacement')
+  await pollUntil(() => logLines(cli.stdout).some(noticed), WAIT_MS, 'the death noticed')
   const during = await servedBy(cli, url, 4)
   t.ok(during.every((pid) => pid === workerPids[1]), 'the surviving worker serves while the replacement starts')
 
-  const replacement = await pollUntil(() => servingWorkers(cli).find((w) => !workerPids.includes(w.workerPid)), WAIT_MS, 'a replacement serving')
+  const replacement = await pollUntil(() => servingWorkers(cli).find((w) => !workerPids.includes(w.workerPid)),
+    WAIT_MS, 'a replacement serving')
   t.not(replacement.workerPid, victim)
   const after = await servedBy(cli, url, 8)
   t.same(new Set(after), new Set([workerPids[1], replacement.workerPid]), 'the replacement takes its share')
@@ -82,18 +85,21 @@ t.test('workers that cannot start make the primary give up with exit code 1', as
   // Honest failure: the primary only migrates, it never binds; each worker's listen fails because
   // someone else holds the port, so every worker dies before serving.
   const port = await occupiedPort(t)
-  const cli = await cliProcess(t, ['--workers', '3', '--host', '127.0.0.1', '--port', String(port)], { cwd: t.testdir() })
+  const args = ['--workers', '3', '--host', '127.0.0.1', '--port', String(port)]
+  const cli = await cliProcess(t, args, { cwd: t.testdir() })
   const result = await cli.waitForExit(WAIT_MS)
   t.equal(result.code, 1)
   t.match(result.stderr, /the workers keep failing to start \(3 in a row/)
   const deaths = logLines(result.stdout).filter((line) => String(line.msg).includes(' died with '))
   t.ok(deaths.length >= 3, 'three deaths are logged')
-  const workerPids = logLines(result.stdout).flatMap((line) => typeof line.workerPid === 'number' ? [line.workerPid] : [])
+  const workerPids = logLines(result.stdout)
+    .flatMap((line) => typeof line.workerPid === 'number' ? [line.workerPid] : [])
   for (const pid of new Set(workerPids)) t.notOk(alive(pid), `worker ${pid} is gone`)
 })
 
 t.test('the production options are validated once, with one-line errors', async (t) => {
-  const resolve = (flags: Record<string, unknown>) => resolveServerConfig({ flags: { instancePath: t.testdir(), ...flags }, env: {} })
+  const resolve = (flags: Record<string, unknown>) =>
+    resolveServerConfig({ flags: { instancePath: t.testdir(), ...flags }, env: {} })
   const config = resolve({})
   t.equal(config.workers, 1)
   t.same(

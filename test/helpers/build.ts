@@ -42,7 +42,7 @@ function stamped(wanted: string): boolean {
   }
 }
 
-/** Takes the lock (an atomic mkdir), or returns false while another process holds it. A lock left by a crash expires. */
+/** Takes the lock (an atomic mkdir), or returns false while another holds it. A lock left by a crash expires. */
 function tryLock(): boolean {
   mkdirSync(join(LOCK, '..'), { recursive: true })
   try {

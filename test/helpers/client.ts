@@ -5,7 +5,9 @@ import type { Test } from 'tap'
 import { run } from '#src/client/cli.js'
 import { cacheFile, writeCache, type CachedTokens } from '#src/client/token-cache.js'
 import { freshSqlite, type TestDatabase } from '../fixtures/databases.js'
-import { startTestProvider, type DeviceTokens, type TestProvider, type TestProviderOptions } from '../fixtures/oidc-provider.js'
+import {
+  startTestProvider, type DeviceTokens, type TestProvider, type TestProviderOptions,
+} from '../fixtures/oidc-provider.js'
 import { listen } from './app.js'
 import { settingsFromSecrets } from './auth.js'
 import { compiled, distFile } from './build.js'
@@ -88,7 +90,7 @@ export function startHere(args: string[], env: Record<string, string>, options: 
       check = () => {
         const match = output.stdout.split('\n').slice(0, -1).map((line) => pattern.exec(line)).find((m) => m !== null)
         if (match !== undefined) resolve(match)
-        else if (done) reject(new Error(`${what}: finished without a line matching ${String(pattern)}\n${output.stdout}`))
+        else if (done) reject(new Error(`${what}: ended without a line matching ${String(pattern)}:\n${output.stdout}`))
       }
       progress.on('change', check)
       check()
@@ -108,7 +110,8 @@ export function startHere(args: string[], env: Record<string, string>, options: 
 }
 
 /** The client run in the test process to its end. */
-export async function runHere(args: string[], env: Record<string, string>, options: { tty?: boolean } = {}): Promise<ClientResult> {
+export async function runHere(args: string[], env: Record<string, string>,
+  options: { tty?: boolean } = {}): Promise<ClientResult> {
   return startHere(args, env, options).finished
 }
 
@@ -133,12 +136,17 @@ export async function startStack(t: Test, options: TestProviderOptions = {}): Pr
     provider,
     server: url,
     database,
-    config: { client_id: provider.deviceClient.id, discovery_url: `${provider.issuer}/.well-known/openid-configuration`, server: url },
+    config: {
+      client_id: provider.deviceClient.id,
+      discovery_url: `${provider.issuer}/.well-known/openid-configuration`,
+      server: url,
+    },
   }
 }
 
 /** Writes a login's cache for the stack's client config, the way the client writes it; returns its path. */
-export function seedCache(home: ClientHome, stack: Stack, tokens: DeviceTokens, changes: Partial<CachedTokens> = {}): string {
+export function seedCache(home: ClientHome, stack: Stack, tokens: DeviceTokens,
+  changes: Partial<CachedTokens> = {}): string {
   const server = new URL(`${stack.server}/`)
   const discoveryUrl = new URL(stack.config.discovery_url)
   const path = cacheFile(home.env, { server, discoveryUrl, clientId: stack.config.client_id })
