@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Sqlite from 'better-sqlite3'
 import t from 'tap'
+import { parseCommandLine } from '#src/cli/main.js'
 import { CLI_NAME, USAGE_HINT, runCli, startCli, stderrLines } from './helpers/cli.js'
 import { send } from './helpers/http.js'
 import { logLines, occupiedPort } from './helpers/process.js'
@@ -29,11 +30,12 @@ function withSqlite<T>(file: string, read: (db: Sqlite.Database) => T): T {
 const appliedMigrations = (file: string): number =>
   withSqlite(file, (db) => (db.prepare('SELECT count(*) AS n FROM __drizzle_migrations').get() as { n: number }).n)
 
-t.test('--version prints the version of package.json and exits 0', async (t) => {
-  const { code, stdout, stderr } = await runCli(t, ['--version'], { cwd: t.testdir() })
-  t.equal(code, 0)
-  t.equal(stdout, `${version}\n`)
-  t.equal(stderr, '')
+t.test('--help and --version print what parseCommandLine gives and exit 0', async (t) => {
+  const cwd = t.testdir()
+  const [help, versionRun] = await Promise.all([runCli(t, ['--help'], { cwd }), runCli(t, ['--version'], { cwd })])
+  const usage = await parseCommandLine(['--help'], {})
+  t.same([help.code, help.stdout, help.stderr], [0, `${'output' in usage ? usage.output : ''}\n`, ''], '--help')
+  t.same([versionRun.code, versionRun.stdout, versionRun.stderr], [0, `${version}\n`, ''], '--version')
 })
 
 t.test('a bad value is one line on stderr naming it, a usage hint, and exit code 2', async (t) => {
