@@ -8,7 +8,8 @@ import { pollUntil } from './helpers/wait.js'
 // being served through --shutdown-delay, then the listener closes (new connections are refused), the
 // requests in flight finish, and the process exits 0.
 
-const DELAY_MS = 1500
+// Long enough that the readiness change is seen within it while other test files load the machine.
+const DELAY_MS = 2500
 
 type Outcome = { kind: 'answer', answer: Answer<{ message?: string }> } | { kind: 'error', code: string }
 
