@@ -4,22 +4,24 @@ import greetingV3 from '#plugins/greeting/v3/index.js'
 import bearerAuth from '#src/plugins/auth/plugin.js'
 import { readClientSecrets, resolveAuthSettings, type AuthSettings } from '#src/plugins/auth/settings.js'
 import problemDetails from '#src/plugins/problem-details.js'
-import { Problems, call, personOpaqueToken } from './helpers/auth.js'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
+import { challengeOf, Problems, personOpaqueToken } from './helpers/auth.js'
+import { send } from './helpers/http.js'
 
 const HOST_AUDIENCE = 'host-api'
 const MAIN_AUDIENCE = 'mrmat-ts-api-fastify'
 
-/** Someone else's Fastify app, set up as the README's library section says; closed after the test. */
-async function hostApp(t: Test, settings: AuthSettings | undefined): Promise<{ app: FastifyInstance, url: string }> {
+/** Someone else's Fastify app, set up as the README's library section says, its provider discovered; closed after. */
+async function hostApp(t: Test, settings: AuthSettings | undefined): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(problemDetails)
   await app.register(bearerAuth, { settings })
   await app.register(greetingV3, { prefix: '/hello' })
   app.get('/status', async () => ({ up: true }))
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  return { app, url }
+  await app.ready()
+  await app.identityProvider?.start()
+  return app
 }
 
 t.test('greeting v3 in a host app with its own issuer and audience', async (t) => {
@@ -30,14 +32,14 @@ t.test('greeting v3 in a host app with its own issuer and audience', async (t) =
     audience: HOST_AUDIENCE,
   })
   t.match(settings, { issuer: host.issuer, audience: HOST_AUDIENCE, clientId: host.apiClient.id })
-  const { url } = await hostApp(t, settings)
+  const app = await hostApp(t, settings)
 
   for (const path of ['/hello/', '/hello']) {
-    const answer = await call(url + path, { token: await host.jwt() })
+    const answer = await send(app, path, { token: await host.jwt() })
     t.equal(answer.status, 200, `${path}: the host's token`)
     t.same(answer.body, { message: 'Hello test-client-display' })
   }
-  t.same((await call(`${url}/hello/`, { token: await personOpaqueToken(host, 'bob') })).body, { message: 'Hello bob' },
+  t.same((await send(app, '/hello/', { token: await personOpaqueToken(host, 'bob') })).body, { message: 'Hello bob' },
     'opaque tokens are introspected with the host\'s own client')
 
   const refusals: [string, string][] = [
@@ -46,18 +48,19 @@ t.test('greeting v3 in a host app with its own issuer and audience', async (t) =
     ['the main API\'s provider claiming the host audience', await main.jwt({ audience: HOST_AUDIENCE })],
   ]
   for (const [what, token] of refusals) {
-    const answer = await call(`${url}/hello/`, { token })
+    const answer = await send(app, '/hello/', { token })
     t.equal(answer.status, 401, what)
-    t.equal(answer.challenge?.params.realm, HOST_AUDIENCE, `${what}: the host's realm`)
-    t.equal(answer.challenge?.params.error, 'invalid_token', `${what}: invalid_token`)
-    t.match(answer.body, { type: Problems.invalidToken, instance: '/hello/' }, `${what}: a problem from the host's problemDetails`)
+    t.equal(challengeOf(answer)?.params.realm, HOST_AUDIENCE, `${what}: the host's realm`)
+    t.equal(challengeOf(answer)?.params.error, 'invalid_token', `${what}: invalid_token`)
+    t.match(answer.body, { type: Problems.invalidToken, instance: '/hello/' },
+      `${what}: a problem from the host's problemDetails`)
   }
 
-  const none = await call(`${url}/hello/`)
+  const none = await send(app, '/hello/')
   t.equal(none.status, 401)
-  t.equal(none.headers.get('www-authenticate'), `Bearer realm="${HOST_AUDIENCE}"`)
-  t.match(none.headers.get('content-type'), /^application\/problem\+json/)
-  t.equal((await call(`${url}/status`)).status, 200, 'the host\'s own open route is left alone')
+  t.equal(none.headers['www-authenticate'], `Bearer realm="${HOST_AUDIENCE}"`)
+  t.match(none.headers['content-type'], /^application\/problem\+json/)
+  t.equal((await send(app, '/status')).status, 200, 'the host\'s own open route is left alone')
 })
 
 t.test('greeting v3 without the auth plugin fails at startup', async (t) => {
@@ -80,8 +83,8 @@ t.test('greeting v3 without the auth plugin fails at startup', async (t) => {
 })
 
 t.test('a host app without an identity provider: greeting v3 is 401 not configured', async (t) => {
-  const { url } = await hostApp(t, undefined)
-  const answer = await call(`${url}/hello/`)
+  const app = await hostApp(t, undefined)
+  const answer = await send(app, '/hello/')
   t.equal(answer.status, 401)
   t.match(answer.body, { type: Problems.notConfigured })
 })

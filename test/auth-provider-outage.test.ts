@@ -2,23 +2,17 @@ import { createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
 import { UNKNOWN_KEY_BURST } from '#src/plugins/auth/identity-provider.js'
-import {
-  Problems,
-  REQUEST_TIMEOUT_MS,
-  call,
-  elapse,
-  personOpaqueToken,
-  settingsFromSecrets,
-  waitFor,
-  within,
-} from './helpers/auth.js'
-import { startTestProvider, type TestProvider } from './helpers/oidc-provider.js'
-import { startServer } from './helpers/server.js'
+import { startTestProvider, type TestProvider } from './fixtures/oidc-provider.js'
+import { build } from './helpers/app.js'
+import { Problems, personOpaqueToken, settingsFromSecrets } from './helpers/auth.js'
+import { send } from './helpers/http.js'
+import { elapse, pollUntil, within } from './helpers/wait.js'
 
 const GREETING = '/api/greeting/v3/'
 const OPEN = '/api/greeting/v1/'
 const DISCOVERY = '/.well-known/openid-configuration'
 const STARTUP_BOUND_MS = 10_000
+const CLIENT_PATIENCE_MS = 5_000
 
 /** A token with a kid the provider never published, each one different. */
 async function bogusKid(provider: TestProvider, n: number): Promise<string> {
@@ -40,34 +34,42 @@ async function silentServer(t: Test): Promise<string> {
   return `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`
 }
 
-t.test('the provider down at startup: the server starts, answers 503 with Retry-After, and recovers by itself', async (t) => {
+t.test('the provider down at startup: the app starts, answers 503 with Retry-After, and recovers', async (t) => {
   const provider = await startTestProvider(t)
   const auth = await settingsFromSecrets(t, provider)
   const jwt = await provider.jwt()
   const opaque = await personOpaqueToken(provider, 'alice')
   await provider.stop()
 
-  const { url } = await within(
-    startServer(t, { auth, authTuning: { timings: { retryDelay: [50, 200] } } }),
+  const app = await within(
+    build(t, { auth, authTuning: { timings: { retryDelay: [50, 200] } }, discovered: false }),
     STARTUP_BOUND_MS,
     'starting with the provider down',
   )
   for (const [what, token] of [['a JWT', jwt], ['an opaque token', opaque]] as const) {
-    const answer = await call(url + GREETING, { token })
+    const answer = await send(app, GREETING, { token })
     t.equal(answer.status, 503, `${what}: 503`)
-    t.match(answer.headers.get('retry-after'), /^\d+$/, `${what}: Retry-After in seconds`)
-    t.match(answer.body, { type: Problems.unavailable, title: 'Identity provider unavailable', status: 503, instance: GREETING }, `${what}: the problem`)
+    t.match(answer.headers['retry-after'], /^\d+$/, `${what}: Retry-After in seconds`)
+    t.match(answer.body, {
+      type: Problems.unavailable,
+      title: 'Identity provider unavailable',
+      status: 503,
+      instance: GREETING,
+    }, `${what}: the problem`)
     t.notOk(answer.text.includes(token), `${what}: not echoed`)
   }
-  t.equal((await call(url + GREETING)).status, 401, 'no token is still 401: that needs no provider')
-  t.equal((await call(url + OPEN)).status, 200, 'the open greeting works meanwhile')
+  t.equal((await send(app, GREETING)).status, 401, 'no token is still 401: that needs no provider')
+  t.equal((await send(app, OPEN)).status, 200, 'the open greeting works meanwhile')
 
   await provider.start()
-  const recovered = await waitFor(async () => call(url + GREETING, { token: jwt }), (answer) => answer.status !== 503, 5_000)
+  const recovered = await pollUntil(async () => {
+    const answer = await send(app, GREETING, { token: jwt })
+    return answer.status !== 503 && answer
+  }, 5_000, 'an answer other than 503')
   t.equal(recovered.status, 200, 'tokens pass once discovery is retried')
   t.same(recovered.body, { message: 'Hello test-client-display' })
-  t.same((await call(url + GREETING, { token: opaque })).body, { message: 'Hello alice' }, 'opaque ones too')
-  t.equal((await call(url + OPEN)).status, 200, 'and the open greeting still does')
+  t.same((await send(app, GREETING, { token: opaque })).body, { message: 'Hello alice' }, 'opaque ones too')
+  t.equal((await send(app, OPEN)).status, 200, 'and the open greeting still does')
   t.ok(provider.requests(DISCOVERY) >= 1, 'discovery was retried')
 })
 
@@ -75,45 +77,46 @@ t.test('a JWKS endpoint that never answers: 503 within the fetch timeout, not a 
   const provider = await startTestProvider(t)
   const silent = await silentServer(t)
   const auth = resolveAuthSettings({ issuer: provider.issuer, audience: provider.audience, jwksUri: `${silent}/jwks` })
-  const { url } = await startServer(t, { auth, authTuning: { timings: { fetchTimeout: 300 } } })
-  // Discovery still comes from the provider; wait until it has, so that the 503 is the JWKS fetch timing out.
-  await waitFor(async () => provider.requests(DISCOVERY), (count) => count > 0, 5_000)
+  // Discovery still comes from the provider, and build() waits for it: the 503 is the JWKS fetch timing out.
+  const app = await build(t, { auth, authTuning: { timings: { fetchTimeout: 300 } } })
   const started = Date.now()
-  const answer = await call(url + GREETING, { token: await provider.jwt() })
+  const answer = await send(app, GREETING, { token: await provider.jwt() })
   t.equal(answer.status, 503)
   t.match(answer.body, { type: Problems.unavailable })
-  t.ok(Date.now() - started < REQUEST_TIMEOUT_MS, 'answered before the client gave up')
+  t.ok(Date.now() - started < CLIENT_PATIENCE_MS, 'answered before a client would give up')
 })
 
 t.test('the provider down once its key is cached', async (t) => {
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) })
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider) })
   const opaque = await personOpaqueToken(provider, 'alice')
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'the key is fetched')
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'the key is fetched')
   await provider.stop()
 
   for (let i = 0; i < 3; i++) {
     const fresh = await provider.sign({ sub: `caller-${String(i)}`, preferred_username: `caller-${String(i)}` })
-    t.same((await call(url + GREETING, { token: fresh })).body, { message: `Hello caller-${String(i)}` }, `new token ${String(i)} signed with the cached key`)
+    t.same((await send(app, GREETING, { token: fresh })).body, { message: `Hello caller-${String(i)}` },
+      `new token ${String(i)} signed with the cached key`)
   }
   // A kid the cache lacks needs the provider: it may be a made-up kid or a key rotated in a moment
   // ago, and only the unreachable provider could tell. So: try again later.
-  const unknown = await call(url + GREETING, { token: await bogusKid(provider, 1) })
+  const unknown = await send(app, GREETING, { token: await bogusKid(provider, 1) })
   t.equal(unknown.status, 503, 'an unknown kid cannot be checked: 503')
-  t.equal(unknown.headers.get('retry-after'), '5')
-  const introspect = await call(url + GREETING, { token: opaque })
+  t.equal(unknown.headers['retry-after'], '5')
+  const introspect = await send(app, GREETING, { token: opaque })
   t.equal(introspect.status, 503, 'an opaque token cannot be introspected: 503')
-  t.equal((await call(url + OPEN)).status, 200)
+  t.equal((await send(app, OPEN)).status, 200)
 })
 
 t.test('an unknown kid while the provider is down, once the refetch cooldown is over', async (t) => {
   const cooldown = 100
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200)
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   await provider.stop()
   await elapse(cooldown + 50)
-  const answer = await call(url + GREETING, { token: await bogusKid(provider, 1) })
+  const answer = await send(app, GREETING, { token: await bogusKid(provider, 1) })
   t.not(answer.status, 500, 'not a 500')
   t.equal(answer.status, 503, 'a kid the cached keys lack cannot be checked while the provider is down: 503')
 })
@@ -122,26 +125,27 @@ t.test('keys outlive their cache TTL while the provider is down', async (t) => {
   const keyCacheTtl = 400
   const cooldown = 250
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, {
+  const app = await build(t, {
     auth: await settingsFromSecrets(t, provider),
     authTuning: { timings: { keyCacheTtl, unknownKeyCooldown: cooldown } },
   })
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'the key is fetched')
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'the key is fetched')
   await provider.stop()
   await elapse(keyCacheTtl + 50)
 
-  t.equal((await call(url + GREETING, { token: await provider.sign() })).status, 200, 'the first new token after the TTL: the stale key')
-  const next = await Promise.all([provider.sign(), provider.sign()].map(async (token) => (await call(url + GREETING, { token: await token })).status))
+  const greet = async (token: string): Promise<number> => (await send(app, GREETING, { token })).status
+  t.equal(await greet(await provider.sign()), 200, 'the first new token after the TTL: the stale key')
+  const next = await Promise.all([provider.sign(), provider.sign()].map(async (token) => greet(await token)))
   t.same(next, [200, 200], 'the following ones too (README: keys are kept while the provider is unreachable)')
 })
 
 t.test('one JWKS fetch serves repeated and new tokens of the same key', async (t) => {
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider) })
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider) })
   const token = await provider.jwt()
-  for (let i = 0; i < 3; i++) t.equal((await call(url + GREETING, { token })).status, 200)
+  for (let i = 0; i < 3; i++) t.equal((await send(app, GREETING, { token })).status, 200)
   t.equal(provider.requests('/jwks'), 1, 'the same token three times: one JWKS fetch')
-  for (let i = 0; i < 3; i++) t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200)
+  for (let i = 0; i < 3; i++) t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   t.equal(provider.requests('/jwks'), 1, 'new tokens of the same key: no further fetch')
   t.equal(provider.requests(DISCOVERY), 1, 'discovery once')
 })
@@ -150,17 +154,19 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
   // Long enough that a flood, even on a loaded machine, ends inside one window.
   const cooldown = 3000
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200)
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   const fetched = provider.requests('/jwks')
   let next = 0
 
   const flood = async (): Promise<{ bogus: number[], valid: number[] }> => {
     const bogus = await Promise.all(Array.from({ length: 50 }, async () => bogusKid(provider, next++)))
-    const valid = await Promise.all(Array.from({ length: 5 }, async (_, i) => provider.sign({ jti: `valid-${String(next)}-${String(i)}` })))
+    const valid = await Promise.all(Array.from({ length: 5 }, async (_, i) =>
+      provider.sign({ jti: `valid-${String(next)}-${String(i)}` })))
     const [bogusAnswers, validAnswers] = await Promise.all([
-      Promise.all(bogus.map(async (token) => call(url + GREETING, { token }))),
-      Promise.all(valid.map(async (token) => call(url + GREETING, { token }))),
+      Promise.all(bogus.map(async (token) => send(app, GREETING, { token }))),
+      Promise.all(valid.map(async (token) => send(app, GREETING, { token }))),
     ])
     return { bogus: bogusAnswers.map((a) => a.status), valid: validAnswers.map((a) => a.status) }
   }
@@ -168,7 +174,8 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
   const first = await flood()
   t.same(first.bogus, Array(50).fill(401), 'every made-up kid is 401')
   t.same(first.valid, Array(5).fill(200), 'valid tokens pass during the flood')
-  t.ok(provider.requests('/jwks') - fetched <= UNKNOWN_KEY_BURST, `at most ${String(UNKNOWN_KEY_BURST)} refetches for 50 made-up kids`)
+  t.ok(provider.requests('/jwks') - fetched <= UNKNOWN_KEY_BURST,
+    `at most ${String(UNKNOWN_KEY_BURST)} refetches for 50 made-up kids`)
 
   await elapse(cooldown + 50)
   const beforeSecond = provider.requests('/jwks')
@@ -185,21 +192,23 @@ t.test('a flood of made-up kids: a few JWKS refetches, then one per cooldown, ev
 t.test('key rotation needs no restart', async (t) => {
   const cooldown = 300
   const provider = await startTestProvider(t)
-  const { url } = await startServer(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings: { unknownKeyCooldown: cooldown } } })
+  const timings = { unknownKeyCooldown: cooldown }
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider), authTuning: { timings } })
   const oldKid = provider.kid
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200)
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200)
   const warmed = Date.now()
   const newKid = await provider.rotateKeys()
   t.not(newKid, oldKid)
   // The first fetch of the key counts toward the cooldown; let it run out, as it has long since in production.
   await elapse(Math.max(0, cooldown + 50 - (Date.now() - warmed)))
 
-  const rotated = await call(url + GREETING, { token: await provider.jwt() })
+  const rotated = await send(app, GREETING, { token: await provider.jwt() })
   t.equal(rotated.status, 200, 'a token of the new key')
   t.same(rotated.body, { message: 'Hello test-client-display' })
   t.equal(provider.requests('/jwks'), 2, 'found by one refetch')
-  t.equal((await call(url + GREETING, { token: await provider.sign({}, { key: 'previous' }) })).status, 200, 'a new token of the old key')
-  t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'another of the new key')
+  const ofOldKey = await provider.sign({}, { key: 'previous' })
+  t.equal((await send(app, GREETING, { token: ofOldKey })).status, 200, 'a new token of the old key')
+  t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'another of the new key')
   t.equal(provider.requests('/jwks'), 2, 'without further fetches')
 })
 
@@ -209,16 +218,17 @@ t.test('a key in the JWKS just fetched is usable at once', async (t) => {
 
   await t.test('both keys of a rotation, at a cold start', async (t) => {
     await provider.rotateKeys()
-    const { url } = await startServer(t, { auth })
-    t.equal((await call(url + GREETING, { token: await provider.sign({}, { key: 'previous' }) })).status, 200, 'the old key: fetches the JWKS with both')
-    t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200, 'the new key')
+    const app = await build(t, { auth })
+    const ofOldKey = await provider.sign({}, { key: 'previous' })
+    t.equal((await send(app, GREETING, { token: ofOldKey })).status, 200, 'the old key: fetches the JWKS with both')
+    t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200, 'the new key')
   })
 
   await t.test('a valid token right after a foreign one', async (t) => {
     const other = await startTestProvider(t)
-    const { url } = await startServer(t, { auth })
-    t.equal((await call(url + GREETING, { token: await other.jwt() })).status, 401, 'another provider\'s token')
-    t.equal((await call(url + GREETING, { token: await provider.jwt() })).status, 200,
+    const app = await build(t, { auth })
+    t.equal((await send(app, GREETING, { token: await other.jwt() })).status, 401, 'another provider\'s token')
+    t.equal((await send(app, GREETING, { token: await provider.jwt() })).status, 200,
       'a valid one is not refused because a foreign kid was looked up a moment ago')
   })
 })

@@ -4,13 +4,13 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { cacheFile } from '#src/client/token-cache.js'
-import { startApp } from './helpers/app.js'
-import { freePorts } from './helpers/cli.js'
+import { listen } from './helpers/app.js'
 import { CLIENT_NAME, USAGE_HINT, clientHome, lines, runClient, runHere, writeConfig } from './helpers/client.js'
-import { freshSqlite, openTestDatabase } from './helpers/databases.js'
+import { freePorts } from './helpers/process.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
+// yargs prints --help and --version and ends the process itself: these two run as a process.
 t.test('--help lists every command and option; --version prints the package version', async (t) => {
   const home = clientHome(t)
   const help = await runClient(t, ['--help'], home.env)
@@ -19,7 +19,11 @@ t.test('--help lists every command and option; --version prints the package vers
   for (const command of ['login', 'logout', 'greeting [api-version]', 'resource', 'health']) {
     t.match(help.stdout, new RegExp(`^ +${CLIENT_NAME} ${command.replace(/[[\]]/g, '\\$&')} `, 'm'), `lists ${command}`)
   }
-  for (const option of ['--config', '--server', '--discovery-url', '--client-id', '--client-secret', '--read-scope', '--write-scope', '--timeout', '-q, --quiet', '-d, --debug', '--json']) {
+  const options = [
+    '--config', '--server', '--discovery-url', '--client-id', '--client-secret', '--read-scope', '--write-scope',
+    '--timeout', '-q, --quiet', '-d, --debug', '--json',
+  ]
+  for (const option of options) {
     t.match(help.stdout, new RegExp(`^ +${option} `, 'm'), `lists ${option}`)
   }
   t.match(help.stdout, /Exit codes: 0 success, 1 API error/)
@@ -36,20 +40,20 @@ t.test('a bad flag is exit 2 with one line and the usage hint', async (t) => {
 
 t.test('a server where nothing listens is one clear line and exit 1', async (t) => {
   const [port = 0] = await freePorts(1)
-  const { code, stdout, stderr } = await runClient(t, ['health', '--server', `http://127.0.0.1:${String(port)}`], clientHome(t).env)
+  const { code, stdout, stderr } = await runHere(['health', '--server', `http://127.0.0.1:${String(port)}`], clientHome(t).env)
   t.equal(code, 1)
   t.equal(stdout, '')
   t.same(lines(stderr), [`${CLIENT_NAME}: cannot reach the server at http://127.0.0.1:${String(port)}: connection refused`])
 })
 
 t.test('greeting v1 and v2 and health need no login, in text and JSON', async (t) => {
-  const database = freshSqlite(t)
-  const { url } = await startApp(t, await openTestDatabase(database))
+  const { url } = await listen(t, { swaggerUi: false })
   const home = clientHome(t, { server: `${url}/` })
   const here = async (...args: string[]) => runHere(args, home.env)
   t.same(await here('greeting'), { code: 0, stdout: 'Hello World\n', stderr: '' }, 'v1 by default')
   t.same(await here('greeting', 'v1', '--json'), { code: 0, stdout: '{"message":"Hello World"}\n', stderr: '' })
-  t.same((await here('greeting', 'v2', '--name', 'Bob & Eve?')).stdout, 'Hello Bob & Eve?\n', 'the name is sent encoded')
+  const encoded = await here('greeting', 'v2', '--name', 'Bob & Eve?')
+  t.same(encoded.stdout, 'Hello Bob & Eve?\n', 'the name is sent encoded')
   t.same((await here('greeting', 'v2')).stdout, 'Hello World\n')
   t.same(await here('health'), { code: 0, stdout: 'OK\n', stderr: '' })
   t.same((await here('health', '--json')).stdout, '{"status":"OK"}\n')
@@ -80,7 +84,8 @@ t.test('a flag beats MRMAT_CLIENT_* beats the config file beats nothing', async 
   t.equal(await serverUsed(['--config', other]), otherPort, '--config names another file')
   t.equal(await serverUsed([], { MRMAT_CLIENT_CONFIG: other }), otherPort, 'so does MRMAT_CLIENT_CONFIG')
   writeConfig(join(home.env.HOME ?? '', '.config', 'mrmat-ts-api-fastify', 'client.json'), { server: `http://127.0.0.1:${otherPort ?? ''}` })
-  t.equal(await serverUsed([], { XDG_CONFIG_HOME: 'relative/path' }), otherPort, 'a relative XDG_CONFIG_HOME is ignored for ~/.config')
+  const relative = await serverUsed([], { XDG_CONFIG_HOME: 'relative/path' })
+  t.equal(relative, otherPort, 'a relative XDG_CONFIG_HOME is ignored for ~/.config')
 })
 
 t.test('bad settings and arguments are exit 2 with one line naming them', async (t) => {
@@ -93,43 +98,58 @@ t.test('bad settings and arguments are exit 2 with one line naming them', async 
   writeConfig(unknownKey, { server, serverr: 'typo' })
   writeConfig(wrongType, { server: 8080 })
   writeFileSync(notJson, '{ "server": ')
-  const cases: { args: string[], env?: Record<string, string>, message: RegExp | string }[] = [
-    { args: ['health'], message: `no server is configured: set --server, MRMAT_CLIENT_SERVER or "server" in ${home.configFile}` },
-    { args: ['health', '--server', 'localhost:8080'], message: '--server must be an http or https URL: localhost:8080' },
-    { args: ['health', '--server', 'nope'], message: '--server is not a URL: "nope"' },
-    { args: ['health'], env: { MRMAT_CLIENT_SERVER: 'ftp://x' }, message: 'MRMAT_CLIENT_SERVER must be an http or https URL: ftp://x' },
-    { args: ['health', '--server', 'http://u:p@host/'], message: '--server must not hold a user name or password' },
-    { args: ['health', '--server', 'http://host/?x=1'], message: '--server must not have a query or fragment: http://host/?x=1' },
-    { args: ['health', '--config', join(home.dir, 'missing.json')], message: /^cannot read the config file .+missing\.json: ENOENT$/ },
-    { args: ['health', '--config', notJson], message: /^the config file .+not\.json is not valid JSON: / },
-    { args: ['health', '--config', unknownKey], message: /has an unknown key "serverr" \(known: server, timeout, discovery_url, client_id, client_secret, read_scope, write_scope\)$/ },
-    { args: ['health', '--config', wrongType], message: /^"server" in .+wrong\.json must be a string$/ },
-    { args: ['health', '--server', server, '--timeout', 'soon'], message: '--timeout must be a number of seconds' },
-    { args: ['health', '--server', server], env: { MRMAT_CLIENT_TIMEOUT: '0' }, message: 'MRMAT_CLIENT_TIMEOUT must be between 1 and 600 seconds, not 0' },
-    { args: ['health', '--server', server], env: { MRMAT_CLIENT_JSON: 'maybe' }, message: 'MRMAT_CLIENT_JSON must be true or false, not "maybe"' },
-    { args: ['health', '--server', server, '-q', '-d'], message: '--quiet and --debug contradict each other: pick one' },
-    { args: ['greeting', 'v4'], message: 'Invalid values: Argument: api-version, Given: "v4", Choices: "v1", "v2", "v3"' },
-    { args: ['greeting', 'v1', '--name', 'x', '--server', server], message: '--name is for greeting v2 only' },
-    { args: ['resource', 'get', '1.5', '--server', server], message: 'a resource id is a whole number from 1 to 2147483647, not "1.5"' },
-    { args: ['resource', 'delete', '0', '--server', server], message: 'a resource id is a whole number from 1 to 2147483647, not "0"' },
-    { args: ['resource', 'create', ' ', '--server', server], message: 'a resource name must not be blank' },
-    { args: ['resource', 'list', '--limit', '0', '--server', server], message: '--limit must be a whole number from 1 to 1000' },
-    { args: ['resource', 'list', '--after', '5', '--server', server], message: '--after needs --limit: without it every resource is listed' },
-    { args: ['resource', 'list', '--read-scope', 'two scopes', '--server', server], message: '--read-scope must be one scope without spaces or quotes: "two scopes"' },
-    { args: ['resource', 'rename', '1'], message: 'Not enough non-option arguments: got 1, need at least 2' },
-    { args: ['resource'], message: 'name a resource command: list, get, create, rename or delete' },
-    { args: [], message: 'name a command: login, logout, greeting, resource or health' },
-    { args: ['login', '--server', server, '--client-id', 'x', '--discovery-url', server, '--poll-interval', 'fast'], message: '--poll-interval must be a number of seconds' },
-    { args: ['login', '--server', server, '--client-id', 'x', '--discovery-url', server], env: { MRMAT_CLIENT_POLL_INTERVAL: '0' }, message: 'MRMAT_CLIENT_POLL_INTERVAL must be between 0.01 and 600 seconds, not 0' },
-    { args: ['logout', '--server', server, '--discovery-url', server], message: /^no client id is configured: set --client-id, MRMAT_CLIENT_ID or "client_id" in / },
+  const at = ['--server', server]
+  const login = ['login', ...at, '--client-id', 'x', '--discovery-url', server]
+  const notResource = (id: string): string => `a resource id is a whole number from 1 to 2147483647, not "${id}"`
+  // The arguments, the message (all of it, when text), and variables.
+  const cases: [string[], RegExp | string, Record<string, string>?][] = [
+    [['health'], `no server is configured: set --server, MRMAT_CLIENT_SERVER or "server" in ${home.configFile}`],
+    [['health', '--server', 'localhost:8080'], '--server must be an http or https URL: localhost:8080'],
+    [['health', '--server', 'nope'], '--server is not a URL: "nope"'],
+    [['health'], 'MRMAT_CLIENT_SERVER must be an http or https URL: ftp://x', { MRMAT_CLIENT_SERVER: 'ftp://x' }],
+    [['health', '--server', 'http://u:p@host/'], '--server must not hold a user name or password'],
+    [['health', '--server', 'http://host/?x=1'], '--server must not have a query or fragment: http://host/?x=1'],
+    [['health', '--config', join(home.dir, 'missing.json')], /^cannot read the config file .+missing\.json: ENOENT$/],
+    [['health', '--config', notJson], /^the config file .+not\.json is not valid JSON: /],
+    [
+      ['health', '--config', unknownKey],
+      /has an unknown key "serverr" \(known: server, timeout, discovery_url, client_id, client_secret, read_scope, write_scope\)$/,
+    ],
+    [['health', '--config', wrongType], /^"server" in .+wrong\.json must be a string$/],
+    [['health', ...at, '--timeout', 'soon'], '--timeout must be a number of seconds'],
+    [['health', ...at], 'MRMAT_CLIENT_TIMEOUT must be between 1 and 600 seconds, not 0', { MRMAT_CLIENT_TIMEOUT: '0' }],
+    [['health', ...at], 'MRMAT_CLIENT_JSON must be true or false, not "maybe"', { MRMAT_CLIENT_JSON: 'maybe' }],
+    [['health', ...at, '-q', '-d'], '--quiet and --debug contradict each other: pick one'],
+    [['greeting', 'v4'], 'Invalid values: Argument: api-version, Given: "v4", Choices: "v1", "v2", "v3"'],
+    [['greeting', 'v1', '--name', 'x', ...at], '--name is for greeting v2 only'],
+    [['resource', 'get', '1.5', ...at], notResource('1.5')],
+    [['resource', 'delete', '0', ...at], notResource('0')],
+    [['resource', 'create', ' ', ...at], 'a resource name must not be blank'],
+    [['resource', 'list', '--limit', '0', ...at], '--limit must be a whole number from 1 to 1000'],
+    [['resource', 'list', '--after', '5', ...at], '--after needs --limit: without it every resource is listed'],
+    [
+      ['resource', 'list', '--read-scope', 'two scopes', ...at],
+      '--read-scope must be one scope without spaces or quotes: "two scopes"',
+    ],
+    [['resource', 'rename', '1'], 'Not enough non-option arguments: got 1, need at least 2'],
+    [['resource'], 'name a resource command: list, get, create, rename or delete'],
+    [[], 'name a command: login, logout, greeting, resource or health'],
+    [[...login, '--poll-interval', 'fast'], '--poll-interval must be a number of seconds'],
+    [
+      login,
+      'MRMAT_CLIENT_POLL_INTERVAL must be between 0.01 and 600 seconds, not 0',
+      { MRMAT_CLIENT_POLL_INTERVAL: '0' },
+    ],
+    [['logout', ...at, '--discovery-url', server], /^no client id is configured: set --client-id, MRMAT_CLIENT_ID or "client_id" in /],
   ]
-  for (const { args, env, message } of cases) {
+  for (const [args, message, env] of cases) {
     const { code, stdout, stderr } = await runHere(args, { ...home.env, ...env })
     const name = `${args.join(' ')} ${JSON.stringify(env ?? {})}`
     t.equal(code, 2, `${name}: exit 2`)
     t.equal(stdout, '', `${name}: nothing on stdout`)
     const [line = '', hint, ...more] = lines(stderr)
-    t.match(line.replace(`${CLIENT_NAME}: `, ''), typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message, name)
+    const expected = typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message
+    t.match(line.replace(`${CLIENT_NAME}: `, ''), expected, name)
     t.same([hint, more], [USAGE_HINT, []], `${name}: the hint, nothing more`)
   }
 })
@@ -152,7 +172,9 @@ t.test('a server that is not this API, or too slow, is one line and exit 1', asy
   const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`
   const home = clientHome(t)
   const page = await runHere(['health', '--server', url], home.env)
-  t.same([page.code, lines(page.stderr)], [1, [`${CLIENT_NAME}: the server at ${url} answered 200 with something other than this API's JSON; is --server right?`]])
+  const notThisApi = `${CLIENT_NAME}: the server at ${url} answered 200 with something other than this API's JSON;`
+    + ' is --server right?'
+  t.same([page.code, lines(page.stderr)], [1, [notThisApi]])
   const started = Date.now()
   const slow = await runHere(['greeting', '--server', `${url}/slow/`, '--timeout', '1'], home.env)
   t.same([slow.code, lines(slow.stderr)], [1, [`${CLIENT_NAME}: the server at ${url}/slow/ did not answer within 1 s`]])
@@ -170,6 +192,7 @@ t.test('the cache key keeps servers, providers and clients apart', async (t) => 
   ]
   t.equal(new Set(paths).size, 4)
   t.match(paths[0], /^\/cache\/mrmat-ts-api-fastify\/tokens-[0-9a-f]{16}\.json$/)
-  t.equal(cacheFile({ HOME: '/home/u' }, key).startsWith('/home/u/.cache/mrmat-ts-api-fastify/'), true, '~/.cache without XDG_CACHE_HOME')
+  const inHome = cacheFile({ HOME: '/home/u' }, key)
+  t.equal(inHome.startsWith('/home/u/.cache/mrmat-ts-api-fastify/'), true, '~/.cache without XDG_CACHE_HOME')
   t.equal(cacheFile(env, key), paths[0], 'stable')
 })

@@ -2,9 +2,9 @@ import { readdirSync } from 'node:fs'
 import t from 'tap'
 import { AuthError } from '#src/client/errors.js'
 import { discover, pollForTokens, type DeviceAuthorization } from '#src/client/oidc.js'
-import { freePorts } from './helpers/cli.js'
-import { ClientProcess, clientHome, lines, runHere } from './helpers/client.js'
-import { GRANTED, PENDING, SLOW_DOWN, startStubProvider, type Reply } from './helpers/client-stub-provider.js'
+import { GRANTED, PENDING, SLOW_DOWN, startStubProvider, type Reply } from './fixtures/stub-provider.js'
+import { clientHome, lines, runHere } from './helpers/client.js'
+import { freePorts } from './helpers/process.js'
 
 // Nothing listens there: login never contacts the API, the URL only keys the cache.
 const SERVER = 'http://127.0.0.1:9'
@@ -17,17 +17,22 @@ function config(discoveryUrl: string): Record<string, string> {
 t.test('slow_down: the client waits longer from then on, scaled down by --poll-interval', async (t) => {
   const stub = await startStubProvider(t, { token: [PENDING, SLOW_DOWN, PENDING, GRANTED] })
   const home = clientHome(t, config(stub.discoveryUrl))
-  const login = new ClientProcess(t, ['login', '--poll-interval', '0.25'], home.env)
-  const result = await login.waitForExit()
+  const result = await runHere(['login', '--poll-interval', '0.25'], home.env)
   t.equal(result.code, 0, result.stderr)
-  t.match(result.stdout, `To sign in, open ${stub.issuer}/device and enter the code WDJB-MJHT\nor open ${stub.issuer}/device?user_code=WDJB-MJHT\nwithin 10 minutes.\n`)
+  t.match(result.stdout, `To sign in, open ${stub.issuer}/device and enter the code WDJB-MJHT\n`
+    + `or open ${stub.issuer}/device?user_code=WDJB-MJHT\nwithin 10 minutes.\n`)
   t.match(result.stdout, 'Logged in to http://127.0.0.1:9 as stub-user.\n')
-  t.match(lines(result.stderr), ['Waiting for the sign-in to complete…', 'The identity provider asked to poll less often: every 0.5 s now'])
+  t.match(lines(result.stderr), [
+    'Waiting for the sign-in to complete…',
+    'The identity provider asked to poll less often: every 0.5 s now',
+  ])
 
   const [device, ...polls] = stub.requests
   t.equal(device?.path, '/device/auth')
-  t.same(polls.map((request) => request.form.get('grant_type')), Array(4).fill('urn:ietf:params:oauth:grant-type:device_code'))
-  t.same(polls.map((request) => [request.form.get('client_id'), request.form.get('device_code')]), Array(4).fill(['stub-client', 'stub-device-code']))
+  t.same(polls.map((request) => request.form.get('grant_type')),
+    Array(4).fill('urn:ietf:params:oauth:grant-type:device_code'))
+  t.same(polls.map((request) => [request.form.get('client_id'), request.form.get('device_code')]),
+    Array(4).fill(['stub-client', 'stub-device-code']))
   const times = [device, ...polls].map((request) => request?.at ?? 0)
   const gaps = times.slice(1).map((at, i) => at - (times[i] ?? 0))
   // Lower bounds only: a loaded machine can stretch a wait, never shorten it.
@@ -89,7 +94,9 @@ t.test('expired_token and access_denied end the login with exit 3 and one line',
 
 t.test('provider problems before polling are one line each', async (t) => {
   const [closed = 0] = await freePorts(1)
-  const invalidClient = await startStubProvider(t, { device: [401, { error: 'invalid_client', error_description: 'client authentication failed' }] })
+  const invalidClient = await startStubProvider(t, {
+    device: [401, { error: 'invalid_client', error_description: 'client authentication failed' }],
+  })
   const noDevice = await startStubProvider(t, { discovery: { device_authorization_endpoint: undefined } })
   const noCode = await startStubProvider(t, { device: [200, { user_code: 'X' }] })
   const noToken = await startStubProvider(t, { discovery: { token_endpoint: undefined } })
@@ -114,7 +121,12 @@ t.test('provider problems before polling are one line each', async (t) => {
 
 t.test('the poll schedule follows RFC 8628 when --poll-interval is not given', async (t) => {
   const device = (interval?: number, expiresIn = 600): DeviceAuthorization => ({
-    deviceCode: 'stub-device-code', userCode: 'X', verificationUri: 'x', verificationUriComplete: undefined, expiresIn, interval,
+    deviceCode: 'stub-device-code',
+    userCode: 'X',
+    verificationUri: 'x',
+    verificationUriComplete: undefined,
+    expiresIn,
+    interval,
   })
   /** The sleeps asked for, on a clock that only sleeping moves. */
   const schedule = async (script: Reply[], authorization: DeviceAuthorization, pollInterval?: number) => {
@@ -129,22 +141,33 @@ t.test('the poll schedule follows RFC 8628 when --poll-interval is not given', a
     }).then(() => 'granted', (error: unknown) => error)
     return { sleeps, outcome, polls: stub.tokenRequests().length }
   }
-  t.same(await schedule([PENDING, SLOW_DOWN, SLOW_DOWN, GRANTED], device()), { sleeps: [5000, 5000, 10000, 15000], outcome: 'granted', polls: 4 }, '5 s without an interval, +5 s per slow_down')
-  t.same((await schedule([PENDING, SLOW_DOWN, GRANTED], device(7))).sleeps, [7000, 7000, 12000], 'the provider\'s interval')
-  t.same((await schedule([SLOW_DOWN, GRANTED], device(7), 2)).sleeps, [2000, 4000], '--poll-interval replaces it and caps the slow_down step')
-  t.same((await schedule([SLOW_DOWN, GRANTED], device(undefined), 10)).sleeps, [10000, 15000], 'a long --poll-interval keeps the 5 s step')
+  t.same(await schedule([PENDING, SLOW_DOWN, SLOW_DOWN, GRANTED], device()),
+    { sleeps: [5000, 5000, 10000, 15000], outcome: 'granted', polls: 4 }, '5 s without an interval, +5 s per slow_down')
+  t.same((await schedule([PENDING, SLOW_DOWN, GRANTED], device(7))).sleeps, [7000, 7000, 12000],
+    'the provider\'s interval')
+  t.same((await schedule([SLOW_DOWN, GRANTED], device(7), 2)).sleeps, [2000, 4000],
+    '--poll-interval replaces it and caps the slow_down step')
+  t.same((await schedule([SLOW_DOWN, GRANTED], device(undefined), 10)).sleeps, [10000, 15000],
+    'a long --poll-interval keeps the 5 s step')
   const expired = await schedule([PENDING], device(undefined, 12))
   t.same([expired.sleeps, expired.polls], [[5000, 5000, 5000], 2], 'no poll once the device code has expired')
   t.type(expired.outcome, AuthError)
   t.match(expired.outcome, { message: /expired before sign-in was completed/, exitCode: 3 })
   const secret = await startStubProvider(t, { token: [GRANTED] })
   const discovery = await discover(new URL(secret.discoveryUrl), http)
-  await pollForTokens(discovery, { id: 'confidential', secret: 'p@ss word' }, device(), http, { sleep: async () => undefined })
-  t.equal(secret.tokenRequests()[0]?.authorization, `Basic ${Buffer.from('confidential:p%40ss+word').toString('base64')}`, 'a secret goes in Basic, form-encoded first')
+  const noWait = { sleep: async () => undefined }
+  await pollForTokens(discovery, { id: 'confidential', secret: 'p@ss word' }, device(), http, noWait)
+  const basic = `Basic ${Buffer.from('confidential:p%40ss+word').toString('base64')}`
+  t.equal(secret.tokenRequests()[0]?.authorization, basic, 'a secret goes in Basic, form-encoded first')
   t.notOk(secret.tokenRequests()[0]?.form.has('client_id'))
-  const post = await startStubProvider(t, { token: [GRANTED], discovery: { token_endpoint_auth_methods_supported: ['client_secret_post'] } })
-  await pollForTokens(await discover(new URL(post.discoveryUrl), http), { id: 'confidential', secret: 's' }, device(), http, { sleep: async () => undefined })
+  const post = await startStubProvider(t, {
+    token: [GRANTED],
+    discovery: { token_endpoint_auth_methods_supported: ['client_secret_post'] },
+  })
+  const postDiscovery = await discover(new URL(post.discoveryUrl), http)
+  await pollForTokens(postDiscovery, { id: 'confidential', secret: 's' }, device(), http, noWait)
   const [request] = post.tokenRequests()
-  t.same([request?.form.get('client_id'), request?.form.get('client_secret'), request?.authorization], ['confidential', 's', undefined], 'in the form when the provider only takes that')
+  t.same([request?.form.get('client_id'), request?.form.get('client_secret'), request?.authorization],
+    ['confidential', 's', undefined], 'in the form when the provider only takes that')
   await t.rejects(discover(new URL(`${post.issuer}/token`), http), { message: /names no token_endpoint/, exitCode: 1 }, 'a discovery URL that answers something else')
 })

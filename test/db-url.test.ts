@@ -11,7 +11,8 @@ t.test('database URIs', async (t) => {
   t.same(parseDatabaseUrl('sqlite:/var/x.sqlite', cwd), { dialect: 'sqlite', file: '/var/x.sqlite' })
   t.same(parseDatabaseUrl('sqlite:///rel.sqlite', cwd), { dialect: 'sqlite', file: '/srv/app/rel.sqlite' }, 'SQLAlchemy relative')
   t.same(parseDatabaseUrl('sqlite:////abs/x.sqlite', cwd), { dialect: 'sqlite', file: '/abs/x.sqlite' }, 'SQLAlchemy absolute')
-  t.same(parseDatabaseUrl('SQLite:x.db', cwd), { dialect: 'sqlite', file: '/srv/app/x.db' }, 'scheme is case-insensitive')
+  t.same(parseDatabaseUrl('SQLite:x.db', cwd), { dialect: 'sqlite', file: '/srv/app/x.db' },
+    'scheme is case-insensitive')
   t.same(parseDatabaseUrl('C:\\data\\x.db', cwd).dialect, 'sqlite', 'a drive letter is a path, not a scheme')
   t.same(parseDatabaseUrl('postgres://u:p@db:5432/app', cwd), { dialect: 'postgres', url: 'postgres://u:p@db:5432/app' })
   t.same(parseDatabaseUrl('postgresql://db/app', cwd), { dialect: 'postgres', url: 'postgresql://db/app' })

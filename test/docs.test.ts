@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { startServer } from './helpers/server.js'
+import { listen } from './helpers/app.js'
+import { send } from './helpers/http.js'
 import { requirePart } from './helpers/require.js'
 
 // Swagger UI as a person sees it: the real server, a real headless Chromium (Debian's), no network
@@ -34,7 +36,11 @@ const SWAGGER_LOGO_STYLE_HASH = 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX
 /** Chromium, closed after the test; undefined (the test skipped or failed) when it is not installed. */
 async function openBrowser(t: Test, extraArgs: string[] = []): Promise<Browser | undefined> {
   if (!requirePart(t, existsSync(CHROMIUM), `Chromium (${CHROMIUM})`)) return undefined
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: WAIT })
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    timeout: WAIT,
+  })
   t.teardown(() => browser.close())
   return browser
 }
@@ -57,7 +63,9 @@ async function openPage(browser: Browser): Promise<{ page: Page, log: PageLog }>
   page.setDefaultTimeout(WAIT)
   const log: PageLog = { requests: [], failed: [], errorResponses: [], errors: [], logoCspErrors: [] }
   page.on('request', (request) => { log.requests.push(request.url()) })
-  page.on('requestfailed', (request) => { log.failed.push(`${request.url()}: ${request.failure()?.errorText ?? 'failed'}`) })
+  page.on('requestfailed', (request) => {
+    log.failed.push(`${request.url()}: ${request.failure()?.errorText ?? 'failed'}`)
+  })
   page.on('response', (response) => {
     if (response.status() >= 400) log.errorResponses.push(`${String(response.status())} ${response.url()}`)
   })
@@ -77,13 +85,13 @@ interface Operation {
 }
 
 /** The operations /openapi.json documents, each with its first tag. */
-async function documentedOperations(url: string): Promise<{ tags: string[], operations: Operation[] }> {
-  const res = await fetch(`${url}/openapi.json`)
-  if (res.status !== 200) throw new Error(`/openapi.json answered ${String(res.status)}`)
-  const doc = await res.json() as {
+async function documentedOperations(app: FastifyInstance): Promise<{ tags: string[], operations: Operation[] }> {
+  const res = await send<{
     tags?: { name: string }[]
     paths: Record<string, Record<string, { tags?: string[] }>>
-  }
+  }>(app, '/openapi.json')
+  const doc = res.body
+  if (res.status !== 200 || doc === undefined) throw new Error(`/openapi.json answered ${String(res.status)}`)
   const operations: Operation[] = []
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, operation] of Object.entries(item)) {
@@ -106,22 +114,29 @@ async function renderedOperations(page: Page): Promise<string[]> {
   return rendered.sort()
 }
 
+/**
+ * A host name other than localhost/127.0.0.1 (Chromium exempts those from upgrade-insecure-requests), as when the
+ * server listens on 0.0.0.0 in a container; Chromium maps it to loopback.
+ */
+const HOST = 'docs.example'
+// One browser for the file: each test has pages of its own.
+const browser = await openBrowser(t, [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`])
+
 t.test('Swagger UI at /docs/ lists every operation and runs greeting v2 from "Try it out"', async (t) => {
-  const browser = await openBrowser(t)
   if (browser === undefined) return
-  const { url } = await startServer(t)
+  const { app, url } = await listen(t)
   const { page, log } = await openPage(browser)
 
   const res = await page.goto(`${url}/docs/`)
   t.equal(res?.status(), 200, '/docs/ answers 200')
   await page.locator('.opblock').first().waitFor({ state: 'visible' })
-  await page.getByRole('heading', { name: /mrmat-ts-api-fastify/ }).waitFor({ state: 'visible' })
-  t.pass('the page shows the API title and its operations')
+  const title = page.getByRole('heading', { name: /mrmat-ts-api-fastify/ })
+  await title.waitFor({ state: 'visible' })
+  t.ok(await title.isVisible(), 'the page shows the API title')
+  t.ok(await page.locator('.opblock').count() > 0, 'and operations')
 
-  const { tags, operations } = await documentedOperations(url)
-  // Swagger UI loads the document from /docs/json: it must be the one /openapi.json serves.
-  const uiDoc = await fetch(`${url}/docs/json`)
-  t.same(await uiDoc.json(), await (await fetch(`${url}/openapi.json`)).json(), '/docs/json is the /openapi.json document')
+  // /docs/json, which Swagger UI loads, is /openapi.json: see openapi.test.ts.
+  const { tags, operations } = await documentedOperations(app)
 
   await t.test('every tag has a visible section', async (t) => {
     t.match(tags, ['healthz', 'greeting v1', 'greeting v2'], 'the document declares the three tags')
@@ -133,7 +148,9 @@ t.test('Swagger UI at /docs/ lists every operation and runs greeting v2 from "Tr
   })
 
   await t.test('every documented operation is listed under its tag', async (t) => {
-    const expected = ['GET /healthz', 'GET /healthz/liveness', 'GET /healthz/readiness', 'GET /api/greeting/v1', 'GET /api/greeting/v2']
+    const expected = [
+      'GET /healthz', 'GET /healthz/liveness', 'GET /healthz/readiness', 'GET /api/greeting/v1', 'GET /api/greeting/v2',
+    ]
     const documented = operations.map((op) => `${op.method} ${op.path}`)
     for (const op of expected) t.ok(documented.includes(op), `/openapi.json documents ${op}`)
     t.same(await renderedOperations(page), [...documented].sort(), 'the page lists exactly the documented operations')
@@ -186,14 +203,16 @@ t.test('Swagger UI at /docs/ lists every operation and runs greeting v2 from "Tr
     t.match(await errors.innerText(), /For 'name': Value must be no longer than 255 characters/, 'the UI explains the limit')
     t.match(await nameInput.getAttribute('class'), /\binvalid\b/, 'the name input is marked invalid')
     t.equal(log.requests.filter((r) => r.includes(tooLong)).length, 0, 'no request is sent with the too long name')
-    t.equal((await liveResponse.locator('.response-col_status').innerText()).trim(), '200', 'the previous response stays shown')
+    const status = await liveResponse.locator('.response-col_status').innerText()
+    t.equal(status.trim(), '200', 'the previous response stays shown')
   })
 
   await op.scrollIntoViewIfNeeded()
   await page.screenshot({ path: SCREENSHOT, fullPage: true })
 
   t.same(log.requests.filter((r) => !r.startsWith(`${url}/`)), [], 'every request goes to the server itself (no CDN)')
-  t.ok(log.requests.some((r) => r.startsWith(`${url}/docs/static/swagger-ui-bundle.js`)), 'the Swagger UI bundle comes from the server')
+  const bundle = `${url}/docs/static/swagger-ui-bundle.js`
+  t.ok(log.requests.some((r) => r.startsWith(bundle)), 'the Swagger UI bundle comes from the server')
   t.same(log.failed, [], 'no request failed')
   t.same(log.errorResponses, [], 'no request answered with an error status')
   t.same(log.errors, [], 'no console errors and no page errors')
@@ -201,9 +220,8 @@ t.test('Swagger UI at /docs/ lists every operation and runs greeting v2 from "Tr
 })
 
 t.test('Swagger UI at /docs, without the trailing slash, renders too', async (t) => {
-  const browser = await openBrowser(t)
   if (browser === undefined) return
-  const { url } = await startServer(t)
+  const { app, url } = await listen(t)
   const { page, log } = await openPage(browser)
 
   // ignoreTrailingSlash makes /docs the same route as /docs/ (no redirect), and the page's assets
@@ -212,21 +230,18 @@ t.test('Swagger UI at /docs, without the trailing slash, renders too', async (t)
   t.equal(res?.status(), 200, '/docs answers 200 without a redirect')
   t.equal(page.url(), `${url}/docs`, 'the address stays /docs')
   await page.locator('#operations-greeting_v2-get_api_greeting_v2').waitFor({ state: 'visible' })
-  const { operations } = await documentedOperations(url)
-  t.same(await renderedOperations(page), operations.map((op) => `${op.method} ${op.path}`).sort(), 'every operation is listed')
+  const { operations } = await documentedOperations(app)
+  const documented = operations.map((op) => `${op.method} ${op.path}`).sort()
+  t.same(await renderedOperations(page), documented, 'every operation is listed')
   t.same(log.requests.filter((r) => !r.startsWith(`${url}/`)), [], 'every request goes to the server itself')
   t.same(log.failed, [], 'no request failed')
   t.same(log.errors, [], 'no console errors and no page errors')
 })
 
 t.test('Swagger UI renders when reached over plain HTTP by a host name', async (t) => {
-  // A host name other than localhost/127.0.0.1 (Chromium exempts those from upgrade-insecure-requests),
-  // as when the server listens on 0.0.0.0 in a container; Chromium maps it to loopback.
-  const host = 'docs.example'
-  const browser = await openBrowser(t, [`--host-resolver-rules=MAP ${host} 127.0.0.1`])
   if (browser === undefined) return
-  const { url } = await startServer(t)
-  const origin = `http://${host}:${new URL(url).port}`
+  const { url } = await listen(t)
+  const origin = `http://${HOST}:${new URL(url).port}`
   const { page, log } = await openPage(browser)
 
   const res = await page.goto(`${origin}/docs/`)

@@ -1,10 +1,12 @@
 import { copyFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import t from 'tap'
-import { buildApp } from '#src/app.js'
-import { startServer } from './helpers/server.js'
+import { freshSqlite } from './fixtures/databases.js'
+import { build } from './helpers/app.js'
+import { Problems } from './helpers/auth.js'
+import { send } from './helpers/http.js'
 
 t.test('healthz, liveness and readiness answer 200 with and without the trailing slash', async (t) => {
-  const { url } = await startServer(t)
+  const app = await build(t)
   const expected: Record<string, unknown> = {
     '/healthz': { status: 'OK' },
     '/healthz/liveness': { status: 'OK' },
@@ -12,9 +14,9 @@ t.test('healthz, liveness and readiness answer 200 with and without the trailing
   }
   for (const [path, body] of Object.entries(expected)) {
     for (const variant of [path, `${path}/`]) {
-      const res = await fetch(url + variant, { redirect: 'manual' })
+      const res = await send(app, variant)
       t.equal(res.status, 200, variant)
-      t.same(await res.json(), body, `${variant} body`)
+      t.same(res.body, body, `${variant} body`)
     }
   }
 })
@@ -28,27 +30,27 @@ const breakages: [string, (file: string) => void, RegExp][] = [
 
 for (const [what, breakIt, reason] of breakages) {
   t.test(`readiness turns 503 when the database file is ${what}`, async (t) => {
-    const { url, databaseFile } = await startServer(t)
-    t.equal((await fetch(`${url}/healthz/readiness`)).status, 200, 'ready before')
-    breakIt(databaseFile)
-    const res = await fetch(`${url}/healthz/readiness/`)
+    const database = freshSqlite(t)
+    const app = await build(t, { database })
+    t.equal((await send(app, '/healthz/readiness')).status, 200, 'ready before')
+    breakIt(database.file)
+    const res = await send<Record<string, unknown>>(app, '/healthz/readiness/')
     t.equal(res.status, 503)
-    t.match(res.headers.get('content-type'), /^application\/problem\+json/)
-    const problem = await res.json() as Record<string, unknown>
+    t.match(res.headers['content-type'], /^application\/problem\+json/)
+    const problem = res.body
     t.match(problem, {
-      type: 'https://github.com/MrMatAP/mrmat-ts-api-fastify/blob/main/README.md#problem-not-ready',
+      type: Problems.notReady,
       title: 'Not ready',
       status: 503,
       detail: reason,
     })
-    t.notMatch(problem.detail, databaseFile, 'the file path stays on the server')
-    t.equal((await fetch(`${url}/healthz/liveness`)).status, 200, 'still alive')
+    t.notMatch(problem?.detail, database.file, 'the file path stays on the server')
+    t.equal((await send(app, '/healthz/liveness')).status, 200, 'still alive')
   })
 }
 
 t.test('readiness recovers when the check passes again', async (t) => {
-  const app = await buildApp()
-  t.teardown(() => app.close())
+  const app = await build(t, { database: 'none' })
   let healthy = false
   app.readiness.add('flaky', () => {
     if (!healthy) throw new Error('warming up')
@@ -63,8 +65,7 @@ t.test('readiness recovers when the check passes again', async (t) => {
 })
 
 t.test('a readiness check that hangs counts as failed after its timeout', async (t) => {
-  const app = await buildApp()
-  t.teardown(() => app.close())
+  const app = await build(t, { database: 'none' })
   app.readiness.add('stuck', () => new Promise(() => undefined))
   const started = Date.now()
   const res = await app.inject('/healthz/readiness')
@@ -74,8 +75,7 @@ t.test('a readiness check that hangs counts as failed after its timeout', async 
 })
 
 t.test('without a database readiness has nothing to check and is ready', async (t) => {
-  const app = await buildApp()
-  t.teardown(() => app.close())
+  const app = await build(t, { database: 'none' })
   const res = await app.inject('/healthz/readiness')
   t.equal(res.statusCode, 200)
   t.same(res.json(), { status: 'OK', checks: [] })

@@ -2,10 +2,13 @@ import { Agent } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
-import { freePorts, logLines, startCli, type RunningCli } from './helpers/cli.js'
-import { findNginx, get, startNginx, type Reply } from './helpers/nginx.js'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { findNginx, startNginx } from './fixtures/nginx.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
+import { startCli } from './helpers/cli.js'
+import { send, type Answer } from './helpers/http.js'
+import { freePorts, logLines, type Child } from './helpers/process.js'
 import { requirePart } from './helpers/require.js'
+import { pollUntil } from './helpers/wait.js'
 
 // Another loopback address than nginx's own 127.0.0.1: the server must see this one, not the proxy's.
 const CLIENT_ADDRESS = '127.0.0.2'
@@ -13,13 +16,17 @@ const BURST = 300
 const CONCURRENCY = 10
 const LOG_WAIT_MS = 2_000
 
-const json = (reply: Reply): unknown => JSON.parse(reply.body)
+/** A backend: the server's CLI as a process. */
+interface Backend {
+  cli: Child
+  url: string
+}
 
 /**
  * The remoteAddress of the server's "incoming request" log line of that request id. The line may reach
  * us a moment after the answer (another pipe), so it is waited for, briefly.
  */
-async function remoteAddressOf(backends: RunningCli[], requestId: string): Promise<unknown> {
+async function remoteAddressOf(backends: Backend[], requestId: string): Promise<unknown> {
   const deadline = Date.now() + LOG_WAIT_MS
   for (;;) {
     for (const { cli } of backends) {
@@ -50,33 +57,37 @@ t.test('behind nginx with deploy/nginx.conf', async (t) => {
   const token = await provider.jwt()
 
   t.test('the APIs answer through it', async (t) => {
-    const healthz = await get(`${proxy.url}/healthz/`)
+    const healthz = await send(proxy.url, '/healthz/')
     t.equal(healthz.status, 200)
-    t.same(json(healthz), { status: 'OK' })
-    const v2 = await get(`${proxy.url}/api/greeting/v2/?name=Nginx`)
+    t.same(healthz.body, { status: 'OK' })
+    const v2 = await send(proxy.url, '/api/greeting/v2/?name=Nginx')
     t.equal(v2.status, 200)
-    t.same(json(v2), { message: 'Hello Nginx' })
-    const v3 = await get(`${proxy.url}/api/greeting/v3/`, { headers: { authorization: `Bearer ${token}` } })
+    t.same(v2.body, { message: 'Hello Nginx' })
+    const v3 = await send(proxy.url, '/api/greeting/v3/', { token })
     t.equal(v3.status, 200)
-    t.same(json(v3), { message: 'Hello test-client-display' })
+    t.same(v3.body, { message: 'Hello test-client-display' })
   })
 
-  t.test('the server sees the client\'s address, not the proxy\'s, and a forged X-Forwarded-For is ignored', async (t) => {
-    const plain = await get(`${proxy.url}/healthz/`, { localAddress: CLIENT_ADDRESS, headers: { 'x-request-id': 'nginx-client-address' } })
+  t.test('the server sees the client\'s address, not the proxy\'s, and ignores a forged X-Forwarded-For', async (t) => {
+    const plain = await send(proxy.url, '/healthz/', {
+      localAddress: CLIENT_ADDRESS,
+      headers: { 'x-request-id': 'nginx-client-address' },
+    })
     t.equal(plain.status, 200)
-    const forged = await get(`${proxy.url}/healthz/`, {
+    const forged = await send(proxy.url, '/healthz/', {
       localAddress: CLIENT_ADDRESS,
       headers: { 'x-request-id': 'nginx-forged-address', 'x-forwarded-for': '203.0.113.7' },
     })
     t.equal(forged.status, 200)
     t.equal(await remoteAddressOf(backends, 'nginx-client-address'), CLIENT_ADDRESS, 'request.ip is the client\'s')
-    t.equal(await remoteAddressOf(backends, 'nginx-forged-address'), CLIENT_ADDRESS, 'not the address the client claimed')
+    t.equal(await remoteAddressOf(backends, 'nginx-forged-address'), CLIENT_ADDRESS,
+      'not the address the client claimed')
   })
 
-  t.test('the request id: the client\'s when it sends one, else nginx\'s, on the answer and in both logs', async (t) => {
-    const given = await get(`${proxy.url}/healthz/`, { headers: { 'x-request-id': 'nginx-given-id' } })
+  t.test('the request id: the client\'s, else nginx\'s, on the answer and in both logs', async (t) => {
+    const given = await send(proxy.url, '/healthz/', { headers: { 'x-request-id': 'nginx-given-id' } })
     t.equal(given.headers['x-request-id'], 'nginx-given-id')
-    const generated = await get(`${proxy.url}/healthz/`)
+    const generated = await send(proxy.url, '/healthz/')
     const id = generated.headers['x-request-id']
     // nginx's $request_id is 32 hex digits; the server's own would be a UUID.
     t.match(id, /^[0-9a-f]{32}$/, 'nginx made it')
@@ -85,25 +96,33 @@ t.test('behind nginx with deploy/nginx.conf', async (t) => {
   })
 
   t.test('Location and links carry nginx\'s host and port, not the backend\'s', async (t) => {
-    const created = await get(`${proxy.url}/api/resource/v1/`, {
+    const created = await send(proxy.url, '/api/resource/v1/', {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'behind nginx' }),
+      token,
+      json: { name: 'behind nginx' },
     })
     t.equal(created.status, 201)
-    const { id } = json(created) as { id: number }
+    const { id } = created.body as { id: number }
     t.equal(created.headers.location, `${proxy.url}/api/resource/v1/${String(id)}`)
-    const page = await get(`${proxy.url}/api/resource/v1/?limit=1`, { headers: { authorization: `Bearer ${token}` } })
+    // Each backend has a database of its own: with a few more resources, a page of one has a next page on either.
+    for (const name of ['second', 'third', 'fourth']) {
+      t.equal((await send(proxy.url, '/api/resource/v1/', { method: 'POST', token, json: { name } })).status, 201)
+    }
+    const page = await pollUntil(async () => {
+      const answer = await send<{ next: string | null }>(proxy.url, '/api/resource/v1/?limit=1', { token })
+      return answer.body?.next !== null && answer
+    }, 5_000, 'a page with a next page')
     t.equal(page.status, 200)
-    const { next } = json(page) as { next: string | null }
-    if (next !== null) t.ok(next.startsWith(`${proxy.url}/api/resource/v1/`), `next is on nginx: ${next}`)
+    const next = String(page.body?.next)
+    t.ok(next.startsWith(`${proxy.url}/api/resource/v1/?after=`), `next is on nginx: ${next}`)
+    t.equal(page.headers.link, `<${next}>; rel="next"`, 'and so is the Link header')
   })
 
   t.test('a body over 1 MiB is refused by nginx with 413', async (t) => {
-    const tooLarge = await get(`${proxy.url}/api/resource/v1/`, {
+    const tooLarge = await send(proxy.url, '/api/resource/v1/', {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'x'.repeat(1024 * 1024) }),
+      token,
+      json: { name: 'x'.repeat(1024 * 1024) },
     })
     t.equal(tooLarge.status, 413)
   })
@@ -111,16 +130,17 @@ t.test('behind nginx with deploy/nginx.conf', async (t) => {
   t.test('a backend stopped during a burst of requests loses none of them', async (t) => {
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
     t.teardown(() => { agent.destroy() })
-    const [stopping, staying] = backends as [RunningCli, RunningCli]
+    const [stopping, staying] = backends as [Backend, Backend]
     const statuses: number[] = []
     let stopped: Promise<unknown> | undefined
     let next = 0
     const worker = async (): Promise<void> => {
       for (let i = next++; i < BURST; i = next++) {
         if (i === BURST / 3) stopped = stopping.cli.stop()
-        const reply = await get(`${proxy.url}/api/greeting/v2/?name=burst${String(i)}`, { agent }).catch((error: unknown) => {
+        const path = `/api/greeting/v2/?name=burst${String(i)}`
+        const reply = await send(proxy.url, path, { agent }).catch((error: unknown) => {
           t.fail(`request ${String(i)}: ${String(error)}`)
-          return { status: 0, headers: {}, body: '' }
+          return { status: 0, headers: {}, text: '', body: undefined } satisfies Answer
         })
         statuses[i] = reply.status
       }
@@ -131,11 +151,12 @@ t.test('behind nginx with deploy/nginx.conf', async (t) => {
     t.equal(statuses.length, BURST)
     const result = await (stopped as Promise<{ code: number | null }>)
     t.equal(result.code, 0, 'the stopped backend exited 0')
-    const served = (cli: RunningCli): number => logLines(cli.cli.stdout)
-      .filter((entry) => entry.msg === 'incoming request' && String((entry.req as { url?: unknown } | undefined)?.url).includes('name=burst')).length
+    const served = (cli: Backend): number => logLines(cli.cli.stdout)
+      .filter((entry) => entry.msg === 'incoming request')
+      .filter((entry) => String((entry.req as { url?: unknown } | undefined)?.url).includes('name=burst')).length
     t.ok(served(stopping) > 0, `the stopped backend served part of the burst (${String(served(stopping))})`)
     t.ok(served(staying) > 0, `the other served the rest (${String(served(staying))})`)
-    t.equal((await get(`${proxy.url}/healthz/`)).status, 200, 'nginx still answers through the remaining backend')
+    t.equal((await send(proxy.url, '/healthz/')).status, 200, 'nginx still answers through the remaining backend')
     // How many went to a second backend after the first failed them: timing decides, so it is only shown.
     const retried = proxy.accessLog().split('\n').filter((line) => line.includes('name=burst') && /upstream=\S+, /.test(line))
     t.comment(`requests nginx passed on to the other backend: ${String(retried.length)}`)

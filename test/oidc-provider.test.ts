@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose'
 import t from 'tap'
-import { approveDevice, denyDevice, startTestProvider, type TestProvider } from './helpers/oidc-provider.js'
+import { approveDevice, denyDevice, startTestProvider, type TestProvider } from './fixtures/oidc-provider.js'
 
 const READ = 'mrmat-ts-api-fastify-resource-read'
 const WRITE = 'mrmat-ts-api-fastify-resource-write'
@@ -31,7 +31,8 @@ async function verify(provider: TestProvider, token: string): Promise<Record<str
   return payload
 }
 
-async function introspect(provider: TestProvider, token: string, caller = provider.apiClient): Promise<Record<string, unknown>> {
+async function introspect(provider: TestProvider, token: string,
+  caller = provider.apiClient): Promise<Record<string, unknown>> {
   const res = await fetch(`${provider.issuer}/token/introspection`, {
     method: 'POST',
     headers: { authorization: `Basic ${Buffer.from(`${caller.id}:${caller.secret}`).toString('base64')}` },
@@ -98,7 +99,8 @@ t.test('options and further clients shape the tokens', async (t) => {
   const nameless = decodeJwt(await provider.jwt({ client: { id: 'nameless', secret: 'nameless-secret' } }))
   t.equal(nameless.scope, 'a b')
   t.notOk('preferred_username' in nameless, 'a client without a display name gets no preferred_username')
-  t.equal(decodeJwt(await provider.jwt({ audience: 'someone-else' })).aud, 'someone-else', 'a real token for another audience')
+  const elsewhere = decodeJwt(await provider.jwt({ audience: 'someone-else' }))
+  t.equal(elsewhere.aud, 'someone-else', 'a real token for another audience')
   await t.rejects(provider.jwt({ client: { id: 'reader', secret: 'wrong' } }), /401.*invalid_client/)
 })
 
@@ -127,12 +129,19 @@ t.test('sign() makes tokens of any shape with the provider\'s keys or others', a
   const provider = await startTestProvider(t)
   const now = Math.floor(Date.now() / 1000)
   const real = await verify(provider, await provider.sign({ sub: 'alice', preferred_username: 'alice' }))
-  t.match(real, { iss: provider.issuer, aud: provider.audience, sub: 'alice', preferred_username: 'alice', scope: `${READ} ${WRITE}` })
+  t.match(real, {
+    iss: provider.issuer,
+    aud: provider.audience,
+    sub: 'alice',
+    preferred_username: 'alice',
+    scope: `${READ} ${WRITE}`,
+  })
 
   const expired = await provider.sign({ iat: now - 600, exp: now - 300 })
   await t.rejects(verify(provider, expired), { code: 'ERR_JWT_EXPIRED' })
-  await t.rejects(verify(provider, await provider.sign({ nbf: now + 300 })), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'nbf' })
-  await t.rejects(verify(provider, await provider.sign({ aud: 'someone-else' })), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' })
+  const invalidClaim = (claim: string) => ({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim })
+  await t.rejects(verify(provider, await provider.sign({ nbf: now + 300 })), invalidClaim('nbf'))
+  await t.rejects(verify(provider, await provider.sign({ aud: 'someone-else' })), invalidClaim('aud'))
   t.notOk('exp' in decodeJwt(await provider.sign({ exp: undefined })), 'a claim given as undefined is left out')
 
   const header = decodeProtectedHeader(await provider.sign({}, { header: { typ: 'JWT', kid: 'made-up' } }))
@@ -169,7 +178,8 @@ t.test('rotateKeys() signs with a new key and keeps the old one published until 
   await t.rejects(verify(provider, oldToken), { code: 'ERR_JWKS_NO_MATCHING_KEY' })
   const previous = await provider.sign({}, { key: 'previous' })
   t.equal(decodeProtectedHeader(previous).kid, newKid)
-  await t.rejects(verify(provider, previous), { code: 'ERR_JWKS_NO_MATCHING_KEY' }, 'the dropped key no longer verifies')
+  await t.rejects(verify(provider, previous), { code: 'ERR_JWKS_NO_MATCHING_KEY' },
+    'the dropped key no longer verifies')
   t.equal(provider.privateJwk('previous').kid, newKid)
   t.ok(provider.privateJwk().d, 'the private JWK has its private part')
 })
@@ -223,7 +233,11 @@ t.test('writeClientSecrets() writes the seed\'s client secrets with reachable en
   const opaque = await provider.opaque()
   const res = await fetch(web.token_introspection_uri ?? '', {
     method: 'POST',
-    body: new URLSearchParams({ token: opaque, client_id: web.client_id ?? '', client_secret: web.client_secret ?? '' }),
+    body: new URLSearchParams({
+      token: opaque,
+      client_id: web.client_id ?? '',
+      client_secret: web.client_secret ?? '',
+    }),
   })
   t.match(await res.json(), { active: true }, 'the written credentials work at the written endpoint')
   t.equal((await fetch(web.token_uri ?? '', { method: 'POST' })).status, 400, 'the token endpoint answers')
@@ -257,7 +271,8 @@ async function deviceAuthorization(provider: TestProvider, scope: string): Promi
   return await res.json() as Record<string, string>
 }
 
-async function deviceToken(provider: TestProvider, deviceCode: string): Promise<{ status: number, body: Record<string, string> }> {
+async function deviceToken(provider: TestProvider,
+  deviceCode: string): Promise<{ status: number, body: Record<string, string> }> {
   const res = await fetch(`${provider.issuer}/token`, {
     method: 'POST',
     body: new URLSearchParams({
@@ -278,24 +293,42 @@ t.test('device flow: a person approves and the device gets a JWT in their name',
     verification_uri: `${provider.issuer}/device`,
     expires_in: Number,
   })
-  t.match(await deviceToken(provider, authorization.device_code ?? ''), { status: 400, body: { error: 'authorization_pending' } })
+  const deviceCode = authorization.device_code ?? ''
+  t.match(await deviceToken(provider, deviceCode), { status: 400, body: { error: 'authorization_pending' } })
 
   await approveDevice(provider, authorization.user_code ?? '', 'alice')
   const { status, body } = await deviceToken(provider, authorization.device_code ?? '')
   t.equal(status, 200)
-  t.match(body, { token_type: 'Bearer', access_token: JWT_SHAPE, id_token: JWT_SHAPE, refresh_token: String, scope: String })
+  t.match(body, {
+    token_type: 'Bearer',
+    access_token: JWT_SHAPE,
+    id_token: JWT_SHAPE,
+    refresh_token: String,
+    scope: String,
+  })
   const claims = await verify(provider, body.access_token ?? '')
-  t.match(claims, { sub: 'alice', preferred_username: 'alice', client_id: 'mrmat-cli', scope: READ, aud: provider.audience })
+  t.match(claims, {
+    sub: 'alice',
+    preferred_username: 'alice',
+    client_id: 'mrmat-cli',
+    scope: READ,
+    aud: provider.audience,
+  })
   t.match(decodeJwt(body.id_token ?? ''), { sub: 'alice', aud: 'mrmat-cli' })
 
   const refreshed = await fetch(`${provider.issuer}/token`, {
     method: 'POST',
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: body.refresh_token ?? '', client_id: provider.deviceClient.id }),
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: body.refresh_token ?? '',
+      client_id: provider.deviceClient.id,
+    }),
   })
   t.equal(refreshed.status, 200, 'the refresh token works')
   const { access_token: renewed } = await refreshed.json() as { access_token: string }
   t.match(await verify(provider, renewed), { sub: 'alice', preferred_username: 'alice', scope: READ })
-  t.match(await deviceToken(provider, authorization.device_code ?? ''), { status: 400, body: { error: 'invalid_grant' } }, 'a device code is used once')
+  t.match(await deviceToken(provider, deviceCode), { status: 400, body: { error: 'invalid_grant' } },
+    'a device code is used once')
   t.same(provider.serverErrors, [])
 })
 
@@ -303,6 +336,7 @@ t.test('device flow: a person who aborts denies the device', async (t) => {
   const provider = await startTestProvider(t)
   const authorization = await deviceAuthorization(provider, `openid ${READ}`)
   await denyDevice(provider, authorization.user_code ?? '')
-  t.match(await deviceToken(provider, authorization.device_code ?? ''), { status: 400, body: { error: 'access_denied' } })
+  const denied = await deviceToken(provider, authorization.device_code ?? '')
+  t.match(denied, { status: 400, body: { error: 'access_denied' } })
   await t.rejects(approveDevice(provider, 'WRONG-CODE', 'alice'), /did not complete|NotFoundError/)
 })

@@ -1,11 +1,14 @@
-import { execFile, spawn } from 'node:child_process'
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
+import { send } from './helpers/http.js'
+import { Child, type ChildResult } from './helpers/process.js'
 
 /*
  * The package as it is published and as the Dockerfile installs it, without a Docker engine: npm pack
@@ -22,30 +25,25 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 }
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NATIVE_ADDON = join('better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
-const DEV_ONLY = ['tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon', '@types/node']
+const DEV_ONLY = [
+  'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
+  '@types/node',
+]
 const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
 const STEP_TIMEOUT_MS = 60_000
 
-/** The environment of every child: none of tap's loader or coverage, npm's lifecycle or the MRMAT_* settings. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const kept = Object.entries(process.env).filter(([name]) => !/^(npm_|MRMAT_|NODE_OPTIONS$|NODE_V8_COVERAGE$|TAP)/i.test(name))
-  return { ...Object.fromEntries(kept), ...extra }
-}
-
-interface RunResult { stdout: string, stderr: string }
-
-async function run(file: string, args: string[], cwd: string, timeout: number, env: Record<string, string> = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd, timeout, killSignal: 'SIGKILL', env: cleanEnv(env), maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error === null) {
-        resolve({ stdout, stderr })
-        return
-      }
-      const why = error.killed ? `did not finish within ${timeout} ms` : `failed (${error.message.split('\n', 1)[0] ?? ''})`
-      reject(new Error(`${[file, ...args].join(' ')} in ${cwd} ${why}\n--- stdout\n${stdout}--- stderr\n${stderr}`))
-    })
-  })
+/**
+ * A program run to its end, its output returned; a failure or a timeout rejects with all it printed. Its environment
+ * has none of tap's loader or coverage, npm's lifecycle or the MRMAT_* settings (see childEnv).
+ */
+async function run(file: string, args: string[], cwd: string, timeout: number): Promise<ChildResult> {
+  const result = await new Child(t, file, args, { cwd, coverage: false }).waitForExit(timeout)
+  if (result.code !== 0) {
+    throw new Error(`${[file, ...args].join(' ')} in ${cwd} exited ${String(result.code ?? result.signal)}\n`
+      + `--- stdout\n${result.stdout}--- stderr\n${result.stderr}`)
+  }
+  return result
 }
 
 interface Installed {
@@ -65,7 +63,11 @@ async function packAndInstall(): Promise<Installed> {
   // ships, and concurrent test runs never rebuild the working tree's dist/ under one another.
   const stage = join(work, 'stage')
   mkdirSync(stage)
-  for (const entry of ['package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'src', 'plugins', 'drizzle']) {
+  const sources = [
+    'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
+    'src', 'plugins', 'drizzle',
+  ]
+  for (const entry of sources) {
     cpSync(join(ROOT, entry), join(stage, entry), { recursive: true })
   }
   symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir')
@@ -82,13 +84,17 @@ async function packAndInstall(): Promise<Installed> {
   // instead, as the Dockerfile carries the build stage's over to the runtime stage.
   const host = join(work, 'host')
   mkdirSync(host)
-  writeFileSync(join(host, 'package.json'), JSON.stringify({ name: 'host-app', version: '1.0.0', private: true, type: 'module' }))
+  const hostManifest = { name: 'host-app', version: '1.0.0', private: true, type: 'module' }
+  writeFileSync(join(host, 'package.json'), JSON.stringify(hostManifest))
   try {
-    await run('npm', ['install', '--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], host, INSTALL_TIMEOUT_MS)
+    const flags = ['--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund']
+    await run('npm', ['install', ...flags, '--loglevel', 'error', tarball], host, INSTALL_TIMEOUT_MS)
   } catch (error) {
     const message = (error as Error).message
-    if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|did not finish/.test(message)) {
-      throw new Error(`installing the tarball needs the npm registry for whatever the npm cache lacks, and it could not be reached:\n${message}`, { cause: error })
+    if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|not within/.test(message)) {
+      const why = 'installing the tarball needs the npm registry for whatever the npm cache lacks,'
+        + ' and it could not be reached'
+      throw new Error(`${why}:\n${message}`, { cause: error })
     }
     throw error
   }
@@ -101,60 +107,39 @@ async function packAndInstall(): Promise<Installed> {
 let shared: Promise<Installed> | undefined
 const installed = async (): Promise<Installed> => (shared ??= packAndInstall())
 
-/** A child that prints the URL it listens at; killed at the end of the test. */
-async function startListening(t: Test, file: string, args: string[], cwd: string, pattern: RegExp, env: Record<string, string> = {}): Promise<string> {
-  const child = spawn(file, args, { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<void>((resolve) => { child.on('close', () => { resolve() }) })
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM')
-      await exited
-    }
-  })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`${file} printed no line matching ${String(pattern)} within ${STEP_TIMEOUT_MS} ms\n--- stdout\n${stdout}--- stderr\n${stderr}`)) }, STEP_TIMEOUT_MS)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-      const match = pattern.exec(stdout)
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer)
-        resolve(match[1])
-      }
-    })
-    void exited.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`${file} exited before listening\n--- stdout\n${stdout}--- stderr\n${stderr}`))
-    })
-  })
-}
-
-async function getJson(url: string, token?: string, init: RequestInit = {}): Promise<{ status: number, body: unknown }> {
-  const headers = new Headers(init.headers)
-  if (token !== undefined) headers.set('authorization', `Bearer ${token}`)
-  const res = await fetch(url, { ...init, headers })
-  const text = await res.text()
-  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as unknown }
+/** A program that prints the URL it listens at; killed at the end of the test. */
+async function startListening(t: Test, file: string, args: string[], cwd: string, pattern: RegExp,
+  env: Record<string, string> = {}): Promise<string> {
+  const child = new Child(t, file, args, { cwd, env, coverage: false })
+  const [, url = ''] = await child.waitForLine(pattern, STEP_TIMEOUT_MS)
+  return url
 }
 
 t.test('the tarball ships the build, the migrations and the declarations, and no sources or tests', async (t) => {
   const { tarball, work } = await installed()
-  const files = (await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)).stdout.split('\n').filter((line) => line !== '')
-  for (const file of ['dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md']) {
+  const listing = await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)
+  const files = listing.stdout.split('\n').filter((line) => line !== '')
+  const shipped = [
+    'dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts',
+    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md',
+  ]
+  for (const file of shipped) {
     t.ok(files.includes(`package/${file}`), `ships ${file}`)
   }
   for (const [subpath, target] of Object.entries(manifest.exports)) {
     const targets = typeof target === 'string' ? [target] : [target.types, target.import]
-    for (const path of targets) t.ok(files.includes(`package/${path.slice(2)}`), `${subpath}: ${path} is in the tarball`)
+    for (const path of targets) {
+      t.ok(files.includes(`package/${path.slice(2)}`), `${subpath}: ${path} is in the tarball`)
+    }
   }
   t.same(files.filter((file) => /^package\/(src|plugins|test|scripts|dist\/test|dist\/scripts)\//.test(file)), [], 'no TypeScript sources, tests or scripts')
 })
 
 t.test('installed with production dependencies only: both bins, no dev dependency', async (t) => {
   const { host } = await installed()
-  for (const bin of [NAME, `${NAME}-client`]) t.ok(existsSync(join(host, 'node_modules', '.bin', bin)), `the ${bin} bin is linked`)
+  for (const bin of [NAME, `${NAME}-client`]) {
+    t.ok(existsSync(join(host, 'node_modules', '.bin', bin)), `the ${bin} bin is linked`)
+  }
   for (const dev of DEV_ONLY) t.notOk(existsSync(join(host, 'node_modules', dev)), `${dev} is not installed`)
   const { stdout } = await run(join(host, 'node_modules', '.bin', NAME), ['--version'], host, STEP_TIMEOUT_MS)
   t.equal(stdout, `${manifest.version}\n`, '--version prints the version')
@@ -165,12 +150,13 @@ t.test('the installed server migrates its SQLite database at start and answers h
   const instance = join(work, 'instance')
   const url = await startListening(t, join(host, 'node_modules', '.bin', NAME),
     ['--host', '127.0.0.1', '--port', '0', '--instance-path', instance], host, /"msg":"Server listening at (http:\/\/[^"]+)"/)
-  t.equal((await getJson(`${url}/healthz/liveness`)).status, 200, 'liveness')
-  t.equal((await getJson(`${url}/healthz/readiness`)).status, 200, 'readiness')
+  t.equal((await send(url, '/healthz/liveness')).status, 200, 'liveness')
+  t.equal((await send(url, '/healthz/readiness')).status, 200, 'readiness')
   const db = new Sqlite(join(instance, `${NAME}.sqlite`), { readonly: true, fileMustExist: true })
   try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((row) => row.name)
-    t.same(tables.filter((name) => ['__drizzle_migrations', 'owners', 'resources'].includes(name)), ['__drizzle_migrations', 'owners', 'resources'], 'the migrations made the tables')
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()
+    const expected = ['__drizzle_migrations', 'owners', 'resources']
+    t.same(tables.filter((name) => expected.includes(name as string)), expected, 'the migrations made the tables')
   } finally {
     db.close()
   }
@@ -178,13 +164,16 @@ t.test('the installed server migrates its SQLite database at start and answers h
 
 const HOST_APP = `
 import Fastify from 'fastify'
-import { bearerAuth, databasePlugin, openDatabase, parseDatabaseUrl, problemDetails, resolveAuthSettings } from '${NAME}'
+import {
+  bearerAuth, databasePlugin, openDatabase, parseDatabaseUrl, problemDetails, resolveAuthSettings,
+} from '${NAME}'
 import greetingV2 from '${NAME}/plugins/greeting/v2'
 import resourceV1 from '${NAME}/plugins/resource/v1'
 
 const app = Fastify()
 await app.register(problemDetails)
-await app.register(bearerAuth, { settings: resolveAuthSettings({ issuer: process.env.ISSUER, audience: process.env.AUDIENCE }) })
+const settings = resolveAuthSettings({ issuer: process.env.ISSUER, audience: process.env.AUDIENCE })
+await app.register(bearerAuth, { settings })
 const database = await openDatabase(parseDatabaseUrl(process.env.DB_FILE))
 await app.register(databasePlugin, { database, migrate: true })
 await app.register(greetingV2, { prefix: '/hello' })
@@ -202,16 +191,18 @@ t.test('a host app mounts greeting v2 and resource v1 from the installed package
     AUDIENCE: provider.audience,
     DB_FILE: join(work, 'host.sqlite'),
   })
-  t.same(await getJson(`${url}/hello/?name=Bob`), { status: 200, body: { message: 'Hello Bob' } }, 'greeting v2 at /hello')
-  t.equal((await getJson(`${url}/api/greeting/v2/`)).status, 404, 'not at its own prefix')
-  const refused = await getJson(`${url}/things/`)
+  const hello = await send(url, '/hello/?name=Bob')
+  t.same([hello.status, hello.body], [200, { message: 'Hello Bob' }], 'greeting v2 at /hello')
+  t.equal((await send(url, '/api/greeting/v2/')).status, 404, 'not at its own prefix')
+  const refused = await send(url, '/things/')
   t.equal(refused.status, 401, 'resource v1 at /things wants a token')
   t.match(refused.body, { status: 401, instance: '/things/' }, 'as a problem from the host\'s problem details')
   const token = await provider.jwt()
-  const created = await getJson(`${url}/things/`, token, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'first' }) })
+  const created = await send(url, '/things/', { method: 'POST', token, json: { name: 'first' } })
   t.equal(created.status, 201, 'a real token creates a resource')
-  t.match((await getJson(`${url}/things/`, token)).body, { resources: [{ name: 'first' }] }, 'and lists it')
-  t.same(await getJson(`${url}/status`), { status: 200, body: { up: true } }, 'the host\'s own route')
+  t.match((await send(url, '/things/', { token })).body, { resources: [{ name: 'first' }] }, 'and lists it')
+  const status = await send(url, '/status')
+  t.same([status.status, status.body], [200, { up: true }], 'the host\'s own route')
 })
 
 const CONSUMER = `

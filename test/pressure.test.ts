@@ -1,36 +1,36 @@
 import t from 'tap'
-import { buildApp } from '#src/app.js'
 import { heapLimitBytes } from '#src/plugins/load-shedding.js'
-import { httpRequest, pollUntil } from './helpers/http.js'
+import { build } from './helpers/app.js'
+import { send } from './helpers/http.js'
+import { pollUntil } from './helpers/wait.js'
 
-// @fastify/under-pressure in the real app over real HTTP: a route of the test's own blocks the event
+// @fastify/under-pressure in the real app: a route of the test's own blocks the event
 // loop on purpose, the server then refuses work with 503 problem details and Retry-After, and recovers.
 
 const SAMPLE_MS = 200
 const BLOCK_MS = 800
 
-t.test('a blocked event loop yields 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
-  const app = await buildApp({
+t.test('a blocked event loop: 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
+  const app = await build(t, {
+    database: 'none',
     swaggerUi: false,
     maxEventLoopDelay: 100,
     maxHeapUsed: 0,
     maxRss: 0,
     loadTuning: { sampleInterval: SAMPLE_MS, retryAfter: 3 },
+    routes: (app) => app.get('/block', async () => {
+      const until = Date.now() + BLOCK_MS
+      while (Date.now() < until) { /* the point is to hold the event loop */ }
+      return { blocked: BLOCK_MS }
+    }),
   })
-  app.get('/block', async () => {
-    const until = Date.now() + BLOCK_MS
-    while (Date.now() < until) { /* the point is to hold the event loop */ }
-    return { blocked: BLOCK_MS }
-  })
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
   // Building the app can hold the loop through the first sample, which then counts as overloaded.
-  await pollUntil(async () => (await httpRequest(`${url}/api/greeting/v1`)).status === 200 || undefined, 3000, 'serving before')
+  await pollUntil(async () => (await send(app, '/api/greeting/v1')).status === 200, 3000, 'serving before')
 
-  t.equal((await httpRequest(`${url}/block`, { timeout: 10_000 })).status, 200, 'the loop was blocked')
+  t.equal((await send(app, '/block', { timeout: 10_000 })).status, 200, 'the loop was blocked')
   const refused = await pollUntil(async () => {
-    const answer = await httpRequest(`${url}/api/greeting/v1`)
-    return answer.status === 503 ? answer : undefined
+    const answer = await send(app, '/api/greeting/v1')
+    return answer.status === 503 && answer
   }, 3000, 'a 503 under pressure', 10)
   t.match(refused.headers['content-type'], /^application\/problem\+json/)
   t.equal(refused.headers['retry-after'], '3')
@@ -42,39 +42,42 @@ t.test('a blocked event loop yields 503 problems with Retry-After, readiness rep
     instance: '/api/greeting/v1',
   })
   const recovered = await pollUntil(async () => {
-    const answer = await httpRequest(`${url}/api/greeting/v1`)
-    return answer.status === 200 ? answer : undefined
+    const answer = await send(app, '/api/greeting/v1')
+    return answer.status === 200 && answer
   }, 3000, 'a 200 once the loop is free')
   t.match(recovered.body, { message: String })
 
-  t.equal((await httpRequest(`${url}/block`, { timeout: 10_000 })).status, 200, 'the loop was blocked again')
+  t.equal((await send(app, '/block', { timeout: 10_000 })).status, 200, 'the loop was blocked again')
   const [notReady, live] = await pollUntil(async () => {
     const [readiness, liveness] = await Promise.all([
-      httpRequest(`${url}/healthz/readiness`), httpRequest(`${url}/healthz/liveness`),
+      send(app, '/healthz/readiness'), send(app, '/healthz/liveness'),
     ])
-    return readiness.status === 503 ? [readiness, liveness] : undefined
+    return readiness.status === 503 && [readiness, liveness] as const
   }, 3000, 'readiness 503 under pressure', 10)
   t.match(notReady.body, { status: 503, detail: /load \(event loop delay (\d+ ms|unmeasurable \(blocked throughout\)) is over 100 ms\)/ }, 'readiness names the load')
   t.equal(live.status, 200, 'liveness still answers: a busy process is not a dead one')
-  await pollUntil(async () => (await httpRequest(`${url}/healthz/readiness`)).status === 200 || undefined, 3000, 'ready again')
+  await pollUntil(async () => (await send(app, '/healthz/readiness')).status === 200, 3000, 'ready again')
 })
 
 t.test('without load limits nothing is refused, and 0 disables a limit', async (t) => {
-  const app = await buildApp({ swaggerUi: false, maxEventLoopDelay: 0, maxHeapUsed: 0, maxRss: 0 })
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  const answer = await httpRequest(`${url}/healthz/readiness`)
+  const app = await build(t, { database: 'none', swaggerUi: false, maxEventLoopDelay: 0, maxHeapUsed: 0, maxRss: 0 })
+  const answer = await send(app, '/healthz/readiness')
   t.equal(answer.status, 200)
   t.same(answer.body, { status: 'OK', checks: [{ name: 'load', status: 'OK' }] })
 })
 
 t.test('a heap limit below the heap in use refuses at once', async (t) => {
-  const app = await buildApp({ swaggerUi: false, maxEventLoopDelay: 0, maxHeapUsed: 1024, maxRss: 0, loadTuning: { sampleInterval: 50 } })
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const app = await build(t, {
+    database: 'none',
+    swaggerUi: false,
+    maxEventLoopDelay: 0,
+    maxHeapUsed: 1024,
+    maxRss: 0,
+    loadTuning: { sampleInterval: 50 },
+  })
   const refused = await pollUntil(async () => {
-    const answer = await httpRequest(`${url}/api/greeting/v2`)
-    return answer.status === 503 ? answer : undefined
+    const answer = await send(app, '/api/greeting/v2')
+    return answer.status === 503 && answer
   }, 3000, 'a 503 over the heap limit')
   t.match(refused.body, { status: 503, detail: /heap used \d+ MiB is over 0 MiB/ })
   t.equal(refused.headers['retry-after'], '5', 'the default Retry-After')

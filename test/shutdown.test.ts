@@ -1,19 +1,21 @@
 import { connect, type Socket } from 'node:net'
 import t from 'tap'
 import { startCli } from './helpers/cli.js'
-import { httpRequest, pollUntil, type RawAnswer } from './helpers/http.js'
+import { send, type Answer } from './helpers/http.js'
+import { pollUntil } from './helpers/wait.js'
 
 // Graceful shutdown of the real server process: SIGTERM turns readiness to 503 at once, requests keep
 // being served through --shutdown-delay, then the listener closes (new connections are refused), the
 // requests in flight finish, and the process exits 0.
 
-const DELAY_MS = 1500
+// Long enough that the readiness change is seen within it while other test files load the machine.
+const DELAY_MS = 2500
 
-type Outcome = { kind: 'answer', answer: RawAnswer } | { kind: 'error', code: string }
+type Outcome = { kind: 'answer', answer: Answer<{ message?: string }> } | { kind: 'error', code: string }
 
-async function attempt(url: string): Promise<Outcome> {
+async function attempt(url: string, path: string): Promise<Outcome> {
   try {
-    return { kind: 'answer', answer: await httpRequest(url) }
+    return { kind: 'answer', answer: await send(url, path) }
   } catch (error) {
     return { kind: 'error', code: (error as NodeJS.ErrnoException).code ?? (error as Error).message }
   }
@@ -40,11 +42,11 @@ async function slowUpload(url: string): Promise<{ socket: Socket, finish: () => 
   }
 }
 
-t.test('SIGTERM during a burst: readiness 503, accepted requests all answered, new connections refused, exit 0', async (t) => {
+t.test('SIGTERM in a burst: readiness 503, accepted requests answered, new connections refused, exit 0', async (t) => {
   const { cli, url } = await startCli(t, [
     '--host', '127.0.0.1', '--port', '0', '--shutdown-delay', String(DELAY_MS), '--shutdown-timeout', '10000',
   ], { cwd: t.testdir() })
-  t.equal((await httpRequest(`${url}/healthz/readiness`)).status, 200, 'ready before')
+  t.equal((await send(url, '/healthz/readiness')).status, 200, 'ready before')
 
   const slow = await slowUpload(url)
   t.teardown(() => slow.socket.destroy())
@@ -53,30 +55,31 @@ t.test('SIGTERM during a burst: readiness 503, accepted requests all answered, n
   let draining = false
   const outcomes: Outcome[] = []
   const clients = Array.from({ length: 8 }, async () => {
-    while (!draining) outcomes.push(await attempt(`${url}/api/greeting/v1`))
+    while (!draining) outcomes.push(await attempt(url, '/api/greeting/v1'))
   })
-  await pollUntil(() => outcomes.length >= 40 || undefined, 20_000, 'a burst under way')
+  await pollUntil(() => outcomes.length >= 40, 20_000, 'a burst under way')
   const burstBefore = outcomes.length
-  cli.child.kill('SIGTERM')
+  cli.process.kill('SIGTERM')
 
   const notReady = await pollUntil(async () => {
-    const answer = await httpRequest(`${url}/healthz/readiness`)
-    return answer.status === 503 ? answer : undefined
+    const answer = await send(url, '/healthz/readiness')
+    return answer.status === 503 && answer
   }, DELAY_MS, 'readiness 503 during the shutdown delay', 20)
   draining = true
   await Promise.all(clients)
   t.match(notReady.headers['content-type'], /^application\/problem\+json/)
   t.match(notReady.body, { status: 503, detail: /shutdown \(the server is shutting down\)/ }, 'readiness names the shutdown')
   t.ok(outcomes.length > burstBefore, 'requests sent after SIGTERM were still served')
-  const failed = outcomes.filter((o) => o.kind !== 'answer' || o.answer.status !== 200 || o.answer.body?.message === undefined)
+  const failed = outcomes.filter((o) =>
+    o.kind !== 'answer' || o.answer.status !== 200 || o.answer.body?.message === undefined)
   t.same(failed, [], `all ${outcomes.length} requests of the burst got a full 200`)
 
   const refused = await pollUntil(async () => {
-    const outcome = await attempt(`${url}/healthz/liveness`)
-    return outcome.kind === 'error' ? outcome.code : undefined
+    const outcome = await attempt(url, '/healthz/liveness')
+    return outcome.kind === 'error' && outcome.code
   }, DELAY_MS + 3000, 'the listener closed', 50)
   t.equal(refused, 'ECONNREFUSED', 'new connections are refused once the delay is over')
-  t.equal(cli.child.exitCode, null, 'still running while a request is in flight')
+  t.equal(cli.process.exitCode, null, 'still running while a request is in flight')
 
   const answer = await slow.finish()
   // No identity provider is configured here, so the complete answer to the POST is a 401 problem.

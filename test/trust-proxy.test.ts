@@ -1,14 +1,14 @@
 import t from 'tap'
-import { buildApp } from '#src/app.js'
+import { parseCommandLine } from '#src/cli/main.js'
 import { parseTrustProxy, type TrustProxy } from '#src/lib/trust-proxy.js'
-import { openSqlite } from '#src/plugins/database/sqlite.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
+import { build } from './helpers/app.js'
 import { settingsFromSecrets, WRITE_SCOPE } from './helpers/auth.js'
-import { runCli } from './helpers/cli.js'
-import { httpRequest } from './helpers/http.js'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { send } from './helpers/http.js'
 
 // --trust-proxy: which X-Forwarded-* headers the server believes, seen in request.ip and in the
-// absolute URLs it builds (the Location of a created resource, the `next` link of a list).
+// absolute URLs it builds (the Location of a created resource, the `next` link of a list). The requests come from
+// 127.0.0.1, as inject's do; nginx.test.ts has a real proxy in front of real sockets.
 
 const FORWARDED = {
   'x-forwarded-for': '203.0.113.7',
@@ -28,17 +28,19 @@ t.test('X-Forwarded-* are used only from trusted proxies', async (t) => {
   ]
   for (const c of cases) {
     await t.test(c.name, async (t) => {
-      const app = await buildApp({ swaggerUi: false, database: openSqlite(':memory:'), migrate: true, auth, trustProxy: c.trustProxy })
-      app.get('/whoami', async (request) => ({ ip: request.ip, protocol: request.protocol, host: request.host }))
-      t.teardown(() => app.close())
-      const url = await app.listen({ host: '127.0.0.1', port: 0 })
-      const { host } = new URL(url)
+      const app = await build(t, {
+        swaggerUi: false,
+        auth,
+        trustProxy: c.trustProxy,
+        routes: (app) => app.get('/whoami', async ({ ip, protocol, host }) => ({ ip, protocol, host })),
+      })
 
-      const seen = await httpRequest(`${url}/whoami`, { headers: FORWARDED })
-      const created = await httpRequest(`${url}/api/resource/v1/`, {
+      const seen = await send(app, '/whoami', { headers: FORWARDED })
+      const created = await send<{ id: number }>(app, '/api/resource/v1/', {
         method: 'POST',
-        headers: { ...FORWARDED, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'behind a proxy' }),
+        headers: FORWARDED,
+        token,
+        json: { name: 'behind a proxy' },
       })
       t.equal(created.status, 201, created.text)
       const id = String(created.body?.id)
@@ -46,8 +48,8 @@ t.test('X-Forwarded-* are used only from trusted proxies', async (t) => {
         t.same(seen.body, { ip: '203.0.113.7', protocol: 'https', host: 'api.example.com' })
         t.equal(created.headers.location, `https://api.example.com/api/resource/v1/${id}`)
       } else {
-        t.same(seen.body, { ip: '127.0.0.1', protocol: 'http', host })
-        t.equal(created.headers.location, `${url}/api/resource/v1/${id}`)
+        t.same(seen.body, { ip: '127.0.0.1', protocol: 'http', host: 'localhost:80' })
+        t.equal(created.headers.location, `http://localhost/api/resource/v1/${id}`)
       }
     })
   }
@@ -67,9 +69,12 @@ t.test('parseTrustProxy takes what Fastify takes and refuses the rest', async (t
   }
 })
 
-t.test('a bad --trust-proxy or MRMAT_TRUST_PROXY is a one-line usage error, exit 2', async (t) => {
-  const cwd = t.testdir()
-  const result = await runCli(t, ['--port', '0'], { cwd, env: { MRMAT_TRUST_PROXY: 'nginx' } })
-  t.equal(result.code, 2)
-  t.match(result.stderr, /^mrmat-ts-api-fastify: invalid MRMAT_TRUST_PROXY \("nginx"\): expected true, false, a hop count or a comma-separated list/)
+t.test('a bad --trust-proxy or MRMAT_TRUST_PROXY is a usage error (exit code 2)', async (t) => {
+  const instance = ['--port', '0', '--instance-path', t.testdir()]
+  const expected = (where: string): RegExp =>
+    new RegExp(`^invalid ${where} \\("nginx"\\): expected true, false, a hop count or a comma-separated list`)
+  await t.rejects(parseCommandLine(instance, { MRMAT_TRUST_PROXY: 'nginx' }),
+    { message: expected('MRMAT_TRUST_PROXY'), exitCode: 2 }, 'MRMAT_TRUST_PROXY')
+  await t.rejects(parseCommandLine([...instance, '--trust-proxy', 'nginx'], {}),
+    { message: expected('--trust-proxy'), exitCode: 2 }, '--trust-proxy')
 })

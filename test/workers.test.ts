@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os'
 import t from 'tap'
 import { resolveServerConfig } from '#src/cli/config.js'
-import { CliProcess, logLines, occupiedPort, startCli } from './helpers/cli.js'
-import { httpRequest, pollUntil } from './helpers/http.js'
+import { cliProcess, startCli } from './helpers/cli.js'
+import { send } from './helpers/http.js'
+import { logLines, occupiedPort, type Child } from './helpers/process.js'
+import { pollUntil } from './helpers/wait.js'
 
 // --workers over real processes: a primary forking node:cluster workers that share one port.
 
@@ -13,17 +15,17 @@ interface Serving {
   workerPid: number
 }
 
-function servingWorkers(cli: CliProcess): Serving[] {
+function servingWorkers(cli: Child): Serving[] {
   return logLines(cli.stdout)
     .filter((line) => typeof line.msg === 'string' && line.msg.endsWith(' is serving'))
     .map((line) => ({ worker: line.worker as number, workerPid: line.workerPid as number }))
 }
 
 /** Sends `count` requests, each on a new connection, and returns the pid that logged each one. */
-async function servedBy(cli: CliProcess, url: string, count: number): Promise<number[]> {
+async function servedBy(cli: Child, url: string, count: number): Promise<number[]> {
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
-    const answer = await httpRequest(`${url}/api/greeting/v1`)
+    const answer = await send(url, '/api/greeting/v1')
     if (answer.status !== 200) throw new Error(`answered ${answer.status}: ${answer.text}`)
     ids.push(String(answer.headers['x-request-id']))
   }
@@ -32,7 +34,7 @@ async function servedBy(cli: CliProcess, url: string, count: number): Promise<nu
       .filter((line) => line.msg === 'request completed')
       .map((line) => [line.reqId, line.pid as number]))
     const pids = ids.map((id) => completed.get(id))
-    return pids.every((pid) => pid !== undefined) ? pids : undefined
+    return pids.every((pid) => pid !== undefined) && pids
   }, 5000, 'every request logged')
 }
 
@@ -49,10 +51,10 @@ t.test('two workers share the port and the load, a killed worker is replaced, SI
   const { cli, url } = await startCli(t, ['--workers', '2', '--host', '127.0.0.1', '--port', '0'], { cwd: t.testdir() })
   const first = await pollUntil(() => {
     const serving = servingWorkers(cli)
-    return serving.length >= 2 ? serving : undefined
+    return serving.length >= 2 && serving
   }, WAIT_MS, 'two workers serving')
   const primaryLine = logLines(cli.stdout).find((line) => line.role === 'primary')
-  t.equal(primaryLine?.pid, cli.child.pid, 'the primary logs as primary with its own pid')
+  t.equal(primaryLine?.pid, cli.process.pid, 'the primary logs as primary with its own pid')
   const workerPids = first.map((w) => w.workerPid)
   t.not(workerPids[0], workerPids[1])
 
@@ -61,11 +63,14 @@ t.test('two workers share the port and the load, a killed worker is replaced, SI
 
   const victim = workerPids[0] ?? 0
   process.kill(victim, 'SIGKILL')
-  await pollUntil(() => logLines(cli.stdout).some((line) => line.workerPid === victim && String(line.msg).includes('starting a replacement')), WAIT_MS, 'the death noticed')
+  const noticed = (line: Record<string, unknown>): boolean =>
+    line.workerPid === victim && String(line.msg).includes('starting a replacement')
+  await pollUntil(() => logLines(cli.stdout).some(noticed), WAIT_MS, 'the death noticed')
   const during = await servedBy(cli, url, 4)
   t.ok(during.every((pid) => pid === workerPids[1]), 'the surviving worker serves while the replacement starts')
 
-  const replacement = await pollUntil(() => servingWorkers(cli).find((w) => !workerPids.includes(w.workerPid)), WAIT_MS, 'a replacement serving')
+  const replacement = await pollUntil(() => servingWorkers(cli).find((w) => !workerPids.includes(w.workerPid)),
+    WAIT_MS, 'a replacement serving')
   t.not(replacement.workerPid, victim)
   const after = await servedBy(cli, url, 8)
   t.same(new Set(after), new Set([workerPids[1], replacement.workerPid]), 'the replacement takes its share')
@@ -80,18 +85,21 @@ t.test('workers that cannot start make the primary give up with exit code 1', as
   // Honest failure: the primary only migrates, it never binds; each worker's listen fails because
   // someone else holds the port, so every worker dies before serving.
   const port = await occupiedPort(t)
-  const cli = new CliProcess(t, ['--workers', '3', '--host', '127.0.0.1', '--port', String(port)], { cwd: t.testdir() })
+  const args = ['--workers', '3', '--host', '127.0.0.1', '--port', String(port)]
+  const cli = await cliProcess(t, args, { cwd: t.testdir() })
   const result = await cli.waitForExit(WAIT_MS)
   t.equal(result.code, 1)
   t.match(result.stderr, /the workers keep failing to start \(3 in a row/)
   const deaths = logLines(result.stdout).filter((line) => String(line.msg).includes(' died with '))
   t.ok(deaths.length >= 3, 'three deaths are logged')
-  const workerPids = logLines(result.stdout).flatMap((line) => typeof line.workerPid === 'number' ? [line.workerPid] : [])
+  const workerPids = logLines(result.stdout)
+    .flatMap((line) => typeof line.workerPid === 'number' ? [line.workerPid] : [])
   for (const pid of new Set(workerPids)) t.notOk(alive(pid), `worker ${pid} is gone`)
 })
 
 t.test('the production options are validated once, with one-line errors', async (t) => {
-  const resolve = (flags: Record<string, unknown>) => resolveServerConfig({ flags: { instancePath: t.testdir(), ...flags }, env: {} })
+  const resolve = (flags: Record<string, unknown>) =>
+    resolveServerConfig({ flags: { instancePath: t.testdir(), ...flags }, env: {} })
   const config = resolve({})
   t.equal(config.workers, 1)
   t.same(

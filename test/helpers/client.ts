@@ -1,23 +1,29 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { EventEmitter } from 'node:events'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { startApp } from './app.js'
-import { settingsFromSecrets, REQUEST_TIMEOUT_MS } from './auth.js'
-import { freshSqlite, openTestDatabase, type TestDatabase } from './databases.js'
-import { approveDevice, startTestProvider, type TestProvider, type TestProviderOptions } from './oidc-provider.js'
 import { run } from '#src/client/cli.js'
 import { cacheFile, writeCache, type CachedTokens } from '#src/client/token-cache.js'
+import { freshSqlite, type TestDatabase } from '../fixtures/databases.js'
+import {
+  startTestProvider, type DeviceTokens, type TestProvider, type TestProviderOptions,
+} from '../fixtures/oidc-provider.js'
+import { listen } from './app.js'
+import { settingsFromSecrets } from './auth.js'
+import { compiled, distFile } from './build.js'
+import { folder } from './folder.js'
+import { Child, type ChildResult } from './process.js'
+import { within } from './wait.js'
+
+// The client CLI runs in the test process through run(args, io), exactly as its bin runs it but for the streams and
+// the environment. A few child processes of the compiled package show what only a process does: the exit code, and
+// that nothing (a pooled connection, a timer) keeps it alive once the command is done.
 
 export const CLIENT_NAME = 'mrmat-ts-api-fastify-client'
-export const CLIENT_PATH = fileURLToPath(new URL('../../src/client/cli.ts', import.meta.url))
 export const USAGE_HINT = `Run '${CLIENT_NAME} --help' for usage.`
-// As in cli.ts: the test's own loader, so the child compiles like the test process and c8 merges its coverage.
-const NODE_ARGS = process.execArgv.length > 0 ? process.execArgv : ['--import', import.meta.resolve('tsx')]
 const TIMEOUT_MS = 30_000
 
-/** A home of the test's own: HOME and the XDG folders point into it, so no child ever touches the real home. */
+/** A home of the test's own: HOME and the XDG folders point into it, so that no run touches the real home. */
 export interface ClientHome {
   dir: string
   env: Record<string, string>
@@ -29,13 +35,9 @@ export interface ClientHome {
 
 let homes = 0
 
-/**
- * A new home inside the test's folder. Call it after startStack: t.testdir() empties the folder, so it is called here
- * only when nothing has made the folder yet.
- */
+/** A new home in the test's folder, with a config file when given one. */
 export function clientHome(t: Test, config?: Record<string, unknown>): ClientHome {
-  if (!existsSync(t.testdirName)) t.testdir()
-  const dir = join(t.testdirName, `client-${String(++homes)}`)
+  const dir = join(folder(t), `client-${String(++homes)}`)
   const env = { HOME: join(dir, 'home'), XDG_CONFIG_HOME: join(dir, 'config'), XDG_CACHE_HOME: join(dir, 'cache') }
   const configFile = join(env.XDG_CONFIG_HOME, 'mrmat-ts-api-fastify', 'client.json')
   mkdirSync(env.HOME, { recursive: true })
@@ -48,105 +50,69 @@ export function writeConfig(path: string, config: Record<string, unknown>): void
   writeFileSync(path, JSON.stringify(config))
 }
 
-export interface ClientResult {
-  code: number | null
-  stdout: string
-  stderr: string
+export type ClientResult = Pick<ChildResult, 'code' | 'stdout' | 'stderr'>
+
+/** The client of the compiled package as a child process with piped stdio (so not a terminal). */
+export async function clientProcess(t: Test, args: string[], env: Record<string, string>): Promise<Child> {
+  await compiled()
+  return new Child(t, process.execPath, [distFile('src/client/cli.js'), ...args], { env })
 }
 
-/** The test's environment without MRMAT_* (and XDG) variables, plus the given ones. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('MRMAT_') && !name.startsWith('XDG_'))
-  return { ...Object.fromEntries(inherited), ...extra }
+/** The client as a child process, run to its end. */
+export async function runClient(t: Test, args: string[], env: Record<string, string>): Promise<ClientResult> {
+  return (await clientProcess(t, args, env)).waitForExit(TIMEOUT_MS)
 }
 
-/** The client as a child process with piped stdio (so not a terminal); killed at the end of the test if still running. */
-export class ClientProcess {
-  readonly child: ChildProcess
-  readonly exited: Promise<ClientResult>
-  stdout = ''
-  stderr = ''
+export interface RunningHere {
+  /** What it has written so far. */
+  readonly stdout: string
+  readonly stderr: string
+  /** The first complete stdout line matching the pattern, as soon as it is written. */
+  waitForLine(pattern: RegExp): Promise<RegExpExecArray>
+  finished: Promise<ClientResult>
+}
 
-  constructor(t: Test, readonly args: string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [...NODE_ARGS, CLIENT_PATH, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { this.stdout += chunk })
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
-    this.child.on('error', (error) => { this.stderr += `spawn failed: ${error.message}\n` })
-    this.exited = new Promise((resolve) => {
-      this.child.on('close', (code) => { resolve({ code, stdout: this.stdout, stderr: this.stderr }) })
-    })
-    t.teardown(async () => {
-      if (this.child.exitCode === null && this.child.signalCode === null) {
-        this.child.kill('SIGKILL')
-        await this.exited
+/** The client run in the test process, the environment only `env`; `tty` makes its stderr a terminal. */
+export function startHere(args: string[], env: Record<string, string>, options: { tty?: boolean } = {}): RunningHere {
+  const output = { stdout: '', stderr: '' }
+  // Told of every line written to stdout, and of the end.
+  const progress = new EventEmitter()
+  let done = false
+  const code = run(args, {
+    stdout: { write: (text: string) => { output.stdout += text; progress.emit('change') } },
+    stderr: { write: (text: string) => { output.stderr += text }, isTTY: options.tty === true },
+    env: { ...env },
+  }).finally(() => { done = true; progress.emit('change') })
+  const what = `${CLIENT_NAME} ${args.join(' ')}`
+  const waitForLine = async (pattern: RegExp): Promise<RegExpExecArray> => {
+    let check = (): void => undefined
+    const found = new Promise<RegExpExecArray>((resolve, reject) => {
+      check = () => {
+        const match = output.stdout.split('\n').slice(0, -1).map((line) => pattern.exec(line)).find((m) => m !== null)
+        if (match !== undefined) resolve(match)
+        else if (done) reject(new Error(`${what}: ended without a line matching ${String(pattern)}:\n${output.stdout}`))
       }
-    })
-  }
-
-  #failure(what: string): Error {
-    return new Error(`${CLIENT_NAME} ${this.args.join(' ')}: ${what}\n--- stdout\n${this.stdout}--- stderr\n${this.stderr}`)
-  }
-
-  async waitForExit(ms = TIMEOUT_MS): Promise<ClientResult> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        this.child.kill('SIGKILL')
-        reject(this.#failure(`did not exit within ${String(ms)} ms`))
-      }, ms)
+      progress.on('change', check)
+      check()
     })
     try {
-      return await Promise.race([this.exited, timeout])
+      return await within(found, TIMEOUT_MS, `${what}: a line matching ${String(pattern)}`)
     } finally {
-      clearTimeout(timer)
+      progress.off('change', check)
     }
   }
-
-  /** The first stdout line matching the pattern, as soon as it is printed. */
-  async waitForLine(pattern: RegExp, ms = TIMEOUT_MS): Promise<RegExpExecArray> {
-    const deadline = Date.now() + ms
-    for (;;) {
-      for (const line of this.stdout.split('\n').slice(0, -1)) {
-        const match = pattern.exec(line)
-        if (match !== null) return match
-      }
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw this.#failure(`exited before printing /${pattern.source}/`)
-      if (Date.now() > deadline) {
-        this.child.kill('SIGKILL')
-        throw this.#failure(`printed no line matching /${pattern.source}/ within ${String(ms)} ms`)
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
+  return {
+    get stdout() { return output.stdout },
+    get stderr() { return output.stderr },
+    waitForLine,
+    finished: within(code, TIMEOUT_MS, what).then((exit) => ({ code: exit, ...output })),
   }
 }
 
-export async function runClient(t: Test, args: string[], env: Record<string, string>): Promise<ClientResult> {
-  return new ClientProcess(t, args, env).waitForExit()
-}
-
-/**
- * The client run inside the test process, exactly as its bin runs it but for the streams and the environment: a
- * child costs a second or two of CPU, so the variations of a command that a child has already shown are run here.
- */
-export async function runHere(args: string[], env: Record<string, string>, options: { tty?: boolean } = {}): Promise<ClientResult> {
-  let stdout = ''
-  let stderr = ''
-  const exited = run(args, {
-    stdout: { write: (text: string) => { stdout += text } },
-    stderr: { write: (text: string) => { stderr += text }, isTTY: options.tty === true },
-    env: { ...env },
-  })
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`${CLIENT_NAME} ${args.join(' ')}: did not finish within ${String(TIMEOUT_MS)} ms\n--- stdout\n${stdout}--- stderr\n${stderr}`))
-    }, TIMEOUT_MS)
-  })
-  try {
-    return { code: await Promise.race([exited, timeout]), stdout, stderr }
-  } finally {
-    clearTimeout(timer)
-  }
+/** The client run in the test process to its end. */
+export async function runHere(args: string[], env: Record<string, string>,
+  options: { tty?: boolean } = {}): Promise<ClientResult> {
+  return startHere(args, env, options).finished
 }
 
 /** The lines that are not empty. */
@@ -164,41 +130,23 @@ export interface Stack {
 
 export async function startStack(t: Test, options: TestProviderOptions = {}): Promise<Stack> {
   const provider = await startTestProvider(t, options)
-  // Before the database: both call t.testdir(), which empties the folder.
-  const auth = await settingsFromSecrets(t, provider)
   const database = freshSqlite(t)
-  const { url } = await startApp(t, await openTestDatabase(database), { auth })
+  const { url } = await listen(t, { database, auth: await settingsFromSecrets(t, provider), swaggerUi: false })
   return {
     provider,
     server: url,
     database,
-    config: { client_id: provider.deviceClient.id, discovery_url: `${provider.issuer}/.well-known/openid-configuration`, server: url },
+    config: {
+      client_id: provider.deviceClient.id,
+      discovery_url: `${provider.issuer}/.well-known/openid-configuration`,
+      server: url,
+    },
   }
 }
 
-interface TokenAnswer {
-  access_token: string
-  refresh_token?: string
-  id_token?: string
-  expires_in?: number
-  scope?: string
-}
-
-/** A person's tokens from the device flow, done in the test process: to fill a cache without running login. */
-export async function personTokens(provider: TestProvider, login: string, scope: string): Promise<TokenAnswer> {
-  const form = (fields: Record<string, string>) => ({ method: 'POST', body: new URLSearchParams(fields), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
-  const authorization = await fetch(`${provider.issuer}/device/auth`, form({ client_id: provider.deviceClient.id, scope }))
-  const { device_code: deviceCode, user_code: userCode } = await authorization.json() as { device_code: string, user_code: string }
-  await approveDevice(provider, userCode, login)
-  const res = await fetch(`${provider.issuer}/token`, form({
-    grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode, client_id: provider.deviceClient.id,
-  }))
-  if (!res.ok) throw new Error(`device token: ${String(res.status)} ${await res.text()}`)
-  return await res.json() as TokenAnswer
-}
-
 /** Writes a login's cache for the stack's client config, the way the client writes it; returns its path. */
-export function seedCache(home: ClientHome, stack: Stack, tokens: TokenAnswer, changes: Partial<CachedTokens> = {}): string {
+export function seedCache(home: ClientHome, stack: Stack, tokens: DeviceTokens,
+  changes: Partial<CachedTokens> = {}): string {
   const server = new URL(`${stack.server}/`)
   const discoveryUrl = new URL(stack.config.discovery_url)
   const path = cacheFile(home.env, { server, discoveryUrl, clientId: stack.config.client_id })
