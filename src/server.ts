@@ -4,6 +4,7 @@ import { buildValidator } from './lib/validation.js'
 import type { AppOptionNames } from './lib/option-table.js'
 import { SERVER_OPTIONS, type ServerOptions } from './options.js'
 import { logController } from './lib/access-log.js'
+import { closeOnlyIdleConnections } from './lib/idle-connections.js'
 import { clientErrorHandler, frameworkErrorHandler } from './plugins/problem-details.js'
 import { genRequestId } from './plugins/request-id.js'
 
@@ -12,6 +13,13 @@ import { genRequestId } from './plugins/request-id.js'
  * (see options.ts): the HTTP server's (timeouts, body limit, proxies) and the plugins' (scopes, load limits).
  */
 export type AppSettings = Partial<Pick<ServerOptions, AppOptionNames<typeof SERVER_OPTIONS>>>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Takes in the connections and bytes that have arrived, before close() stops listening (see idle-connections). */
+    settleConnections: () => Promise<void>
+  }
+}
 
 export interface ServerSettings extends AppSettings {
   /** Fastify's logger option; off unless given. */
@@ -52,5 +60,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     clientErrorHandler,
   })
   server.server.headersTimeout = settings.headersTimeout ?? SERVER_OPTIONS.headersTimeout.default
+  const connections = closeOnlyIdleConnections(server.server)
+  server.decorate('settleConnections', connections.settle)
   return server.withTypeProvider<TypeBoxTypeProvider>()
 }

@@ -322,7 +322,8 @@ t.test('resolveAuthSettings and readClientSecrets', async (t) => {
     clientId: 'api-server',
     clientSecret: 's3cret',
     clockTolerance: 30,
-  }, 'the audience defaults to web.client_id')
+    tokenType: 'compatible',
+  }, 'the audience defaults to web.client_id, and tokens are judged compatibly')
 
   t.match(resolveAuthSettings({
     secrets,
@@ -330,12 +331,14 @@ t.test('resolveAuthSettings and readClientSecrets', async (t) => {
     audience: 'flag-audience',
     jwksUri: 'https://keys.example/jwks',
     clockTolerance: 5,
+    tokenType: 'strict',
   }), {
     issuer: 'https://other.example/',
     audience: 'flag-audience',
     jwksUri: 'https://keys.example/jwks',
     clientId: 'api-server',
     clockTolerance: 5,
+    tokenType: 'strict',
   }, 'flags win over the file')
 
   const emptySecret = await secretsFile('empty-secret.json', { web: { ...web, client_secret: '' } })

@@ -31,7 +31,7 @@ async function servedBy(cli: Child, url: string, count: number): Promise<number[
   }
   return pollUntil(() => {
     const completed = new Map(logLines(cli.stdout)
-      .filter((line) => line.msg === 'request completed')
+      .filter((line) => line.msg === 'request')
       .map((line) => [line.reqId, line.pid as number]))
     const pids = ids.map((id) => completed.get(id))
     return pids.every((pid) => pid !== undefined) && pids

@@ -66,6 +66,9 @@ export async function serve(config: ServerConfig): Promise<void> {
     app.lifecycle.beginShutdown()
     // Still accepting while a load balancer probing readiness notices and stops sending.
     if (config.shutdownDelay > 0) await sleep(config.shutdownDelay)
+    // Connections waiting to be accepted, and requests whose first bytes have arrived, are taken in first: closing
+    // the listener would reset the ones, and the others would look idle.
+    await app.settleConnections()
     await app.close()
     log.info('stopped: the listener and the database are closed')
   })
