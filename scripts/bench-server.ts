@@ -8,7 +8,7 @@ import { Type } from '@sinclair/typebox'
 import { buildApp } from '#src/app.js'
 import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
 import { openSqlite } from '#src/plugins/database/sqlite.js'
-import { startTestProvider } from '../test/helpers/oidc-provider.js'
+import { startTestProvider } from '../test/fixtures/oidc-provider.js'
 
 const teardowns: (() => unknown)[] = []
 const dir = mkdtempSync(join(tmpdir(), 'mrmat-bench-'))

@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import pg from 'pg'
-import { startTestProvider, type TestProvider } from '../test/helpers/oidc-provider.js'
+import { startTestProvider, type TestProvider } from '../test/fixtures/oidc-provider.js'
 
 const args = process.argv.slice(2)
 const short = args.includes('--short')

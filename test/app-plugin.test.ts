@@ -4,7 +4,7 @@ import t from 'tap'
 import api from '#src/app.js'
 import { resolveAuthSettings } from '#src/plugins/auth/settings.js'
 import { openSqlite } from '#src/plugins/database/sqlite.js'
-import { startTestProvider } from './helpers/oidc-provider.js'
+import { startTestProvider } from './fixtures/oidc-provider.js'
 
 // The whole API as one plugin in a host app of its own, under a prefix: every API answers below it, the host's own
 // routes and error handling stay the host's.
@@ -49,7 +49,8 @@ t.test('a host app mounts the whole API in one line under its own prefix', async
   const ready = await host.inject('/mrmat/healthz/readiness')
   t.same(ready.json(), { status: 'OK', checks: [{ name: 'database', status: 'OK' }] }, 'readiness below the prefix')
 
-  const document = (await host.inject('/mrmat/openapi.json')).json<{ paths: Record<string, unknown>, tags: unknown[] }>()
+  const openapi = await host.inject('/mrmat/openapi.json')
+  const document = openapi.json<{ paths: Record<string, unknown>, tags: unknown[] }>()
   t.ok('/mrmat/api/resource/v1/{id}' in document.paths, 'the OpenAPI document has the prefixed paths')
   t.equal(document.tags.length, 5, 'and the tags the API plugins brought')
 

@@ -180,7 +180,7 @@ t.test('a flood of made-up kids: each 401, a key-set fetch a second at most, rea
   t.same(third, Array(50).fill(401))
   const fetches = provider.requests('/jwks') - fetched
   const bound = Math.ceil((Date.now() - started) / interval) + 1
-  t.ok(fetches >= 1 && fetches <= bound, `${String(fetches)} key-set fetches for 150 made-up kids: one a second at most`)
+  t.ok(fetches >= 1 && fetches <= bound, `${String(fetches)} key-set fetches for 150 made-up kids: 1 a second at most`)
 })
 
 t.test('a real kid with the wrong alg refuses that token alone', async (t) => {
