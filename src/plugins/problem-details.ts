@@ -191,9 +191,14 @@ export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoExc
   const body = JSON.stringify({ type: 'about:blank', title: statusTitle(status), status, detail } satisfies Problem)
   this.log.debug({ err: error }, 'client error')
   // A response under way on this socket (Node's _httpMessage, set until it is finished) would be corrupted by a
-  // second status line: the connection is then only closed.
-  const answering = (socket as Duplex & { _httpMessage?: unknown })._httpMessage
-  if (socket.writable && (answering === undefined || answering === null)) {
+  // second status line: it is let finish, and the connection closed after it.
+  const answering = (socket as Duplex & { _httpMessage?: { writableFinished: boolean, once: Duplex['once'] } | null })
+    ._httpMessage
+  if (answering !== undefined && answering !== null && !answering.writableFinished) {
+    answering.once('finish', () => socket.destroy())
+    return
+  }
+  if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${statusTitle(status)}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n`
       + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
