@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { buildValidator } from './lib/validation.js'
 import type { AppOptionNames } from './lib/option-table.js'
 import { SERVER_OPTIONS, type ServerOptions } from './options.js'
-import { logController } from './lib/access-log.js'
+import { lazyChildLogger, logController } from './lib/access-log.js'
 import { closeOnlyIdleConnections } from './lib/idle-connections.js'
 import { clientErrorHandler, frameworkErrorHandler } from './plugins/problem-details.js'
 import { genRequestId } from './plugins/request-id.js'
@@ -39,6 +39,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
       : { loggerInstance: settings.loggerInstance }),
     genReqId: genRequestId,
     logController: logController(settings.accessLog ?? SERVER_OPTIONS.accessLog.default),
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
     trustProxy: settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default,
     keepAliveTimeout: settings.keepAliveTimeout ?? SERVER_OPTIONS.keepAliveTimeout.default,

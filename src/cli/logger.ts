@@ -1,5 +1,6 @@
 import cluster from 'node:cluster'
 import { pino, type Logger } from 'pino'
+import { BatchedDestination } from '../lib/log-destination.js'
 import { PACKAGE_NAME } from '../lib/package-info.js'
 import type { ServerConfig } from './config.js'
 
@@ -16,15 +17,15 @@ function prettyMessage(log: Record<string, unknown>, messageKey: string): string
 }
 
 /**
- * The server's logger. JSON lines go through pino's asynchronous destination: a request never waits for a write,
- * writes under load are coalesced, and pino flushes what is buffered on exit and on fatal errors. A terminal gets
+ * The server's logger. JSON lines go through pino's asynchronous destination, batched a turn of the event loop at a
+ * time: a request never waits for a write, and what is buffered is flushed on exit and on fatal errors. A terminal gets
  * pino-pretty's readable lines instead, loaded only then.
  */
 export async function createLogger(config: ServerConfig): Promise<Logger> {
   // Every line carries pino's pid; the role says which process of a cluster wrote it.
   const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
   const options = { name: PACKAGE_NAME, level: config.logLevel }
-  if (config.logFormat === 'json') return pino(options, pino.destination({ dest: 1, sync: false })).child({ role })
+  if (config.logFormat === 'json') return pino(options, new BatchedDestination(1)).child({ role })
   const { default: pretty } = await import('pino-pretty')
   const stream = pretty({
     colorize: process.stdout.isTTY,
