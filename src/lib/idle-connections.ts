@@ -2,24 +2,35 @@ import type { Server, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 interface Connection {
+  /** When it was accepted (ms since the epoch). */
+  since: number
   /** Requests on it that have not been answered yet. */
   active: number
+  /** Requests on it that have been answered. */
+  answered: number
   /** socket.bytesRead when its last response was finished (0 before the first). */
   readAtRest: number
 }
 
 /**
+ * How long a connection that has not sent a byte yet is waited for once the server is closing: it may have been
+ * opened for a request still on its way (bytes in the kernel's buffers are not seen until read).
+ */
+const FIRST_REQUEST_GRACE_MS = 1_000
+const SWEEP_EVERY_MS = 100
+
+/**
  * Node's closeIdleConnections, which close() calls too, destroys every connection whose parser has not begun a
  * message: a client whose request is on its way (read but not yet parsed, or sent a moment before the shutdown) then
  * gets a reset instead of an answer. Idle here means what a client would call idle: nothing asked and nothing read
- * since the last answer (or since connecting). A connection with bytes of a new request is left to be read and
- * answered; its answer carries Connection: close, and the header and request timeouts bound a client that never
- * finishes.
+ * since the last answer. A connection with bytes of a new request is left to be read and answered (its answer carries
+ * Connection: close, and the header and request timeouts bound a client that never finishes); one that has not sent a
+ * byte yet is given a moment to, as its request may be on its way.
  */
 export function closeOnlyIdleConnections(server: Server): { settle: () => Promise<void> } {
   const connections = new Map<Socket, Connection>()
   server.on('connection', (socket: Socket) => {
-    connections.set(socket, { active: 0, readAtRest: 0 })
+    connections.set(socket, { since: Date.now(), active: 0, answered: 0, readAtRest: 0 })
     socket.once('close', () => connections.delete(socket))
   })
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
@@ -28,14 +39,25 @@ export function closeOnlyIdleConnections(server: Server): { settle: () => Promis
     connection.active++
     response.once('close', () => {
       connection.active--
+      connection.answered++
       connection.readAtRest = request.socket.bytesRead
     })
   })
-  server.closeIdleConnections = function closeIdleConnections(): void {
+  const sweep = (): void => {
+    const now = Date.now()
     for (const [socket, connection] of connections) {
-      if (connection.active === 0 && socket.bytesRead === connection.readAtRest) socket.destroy()
+      const resting = connection.active === 0 && socket.bytesRead === connection.readAtRest
+      const waitedFor = connection.answered > 0 || now - connection.since >= FIRST_REQUEST_GRACE_MS
+      if (resting && waitedFor) socket.destroy()
     }
   }
+  let sweeping: NodeJS.Timeout | undefined
+  // close() calls it first: idle connections go at once, the others are looked at again until they are done.
+  server.closeIdleConnections = function closeIdleConnections(): void {
+    sweep()
+    sweeping ??= setInterval(sweep, SWEEP_EVERY_MS).unref()
+  }
+  server.once('close', () => { clearInterval(sweeping) })
   return { settle: async () => settle(connections) }
 }
 
