@@ -5,7 +5,9 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 
 const [url, kind, poolSize, concurrency, seconds, resourceId] = process.argv.slice(2)
-const pool = new pg.Pool({ connectionString: url, max: Number(poolSize) })
+// The operating system's user when the URI names none, as libpq (and the server) do.
+const user = process.env.PGUSER ?? process.env.USER ?? (await import('node:os')).userInfo().username
+const pool = new pg.Pool({ connectionString: url, user, max: Number(poolSize) })
 // The statements of plugins/resource/v1/repository-postgres.ts, prepared by name as there.
 const GET = {
   name: 'bench_get',
