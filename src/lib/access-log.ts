@@ -38,7 +38,58 @@ export function logController(accessLog: boolean): LogController {
 
 /** pino's levels by severity; a logger at `silent`, or at a level not here, writes nothing below it. */
 const SEVERITY = { fatal: 60, error: 50, warn: 40, info: 30, debug: 20, trace: 10 } as const
-const LEVELS = Object.keys(SEVERITY) as (keyof typeof SEVERITY)[]
+
+type Level = keyof typeof SEVERITY
+
+function enabled(logger: FastifyBaseLogger, level: Level): boolean {
+  const threshold = SEVERITY[logger.level as Level] as number | undefined
+  return threshold !== undefined && SEVERITY[level] >= threshold
+}
+
+/** A request's logger that becomes a pino child the first time it writes (see lazyChildLogger). */
+class LazyChild {
+  #child: FastifyBaseLogger | undefined
+
+  constructor(
+    readonly parent: FastifyBaseLogger,
+    readonly bindings: Record<string, unknown>,
+    readonly options: object,
+  ) {}
+
+  get level(): string {
+    return this.#child?.level ?? this.parent.level
+  }
+
+  set level(level: string) {
+    this.#made().level = level
+  }
+
+  #made(): FastifyBaseLogger {
+    this.#child ??= this.parent.child(this.bindings, this.options)
+    return this.#child
+  }
+
+  #write(level: Level, args: unknown[]): void {
+    if (this.#child === undefined && !enabled(this.parent, level)) return
+    const target = this.#made()
+    const write: (...given: unknown[]) => void = target[level]
+    write.apply(target, args)
+  }
+
+  child(bindings: Record<string, unknown>, options?: object): FastifyBaseLogger {
+    return this.#made().child(bindings, options)
+  }
+
+  fatal(...args: unknown[]): void { this.#write('fatal', args) }
+  error(...args: unknown[]): void { this.#write('error', args) }
+  warn(...args: unknown[]): void { this.#write('warn', args) }
+  info(...args: unknown[]): void { this.#write('info', args) }
+  debug(...args: unknown[]): void { this.#write('debug', args) }
+  trace(...args: unknown[]): void { this.#write('trace', args) }
+  silent(): void {
+    // Writes nothing, as pino's own silent does.
+  }
+}
 
 /**
  * For Fastify's childLoggerFactory: a request's logger (request.log, with its id bound) is made the first time a line
@@ -46,22 +97,5 @@ const LEVELS = Object.keys(SEVERITY) as (keyof typeof SEVERITY)[]
  * for each would cost a couple of microseconds a request for nothing.
  */
 export const lazyChildLogger: ChildLoggerFactory = function lazyChildLogger(logger, bindings, options) {
-  let child: FastifyBaseLogger | undefined
-  const made = (): FastifyBaseLogger => (child ??= logger.child(bindings, options))
-  const lazy: Record<string, unknown> = {
-    get level() { return child?.level ?? logger.level },
-    set level(level: string) { made().level = level },
-    child: (more: Record<string, unknown>, moreOptions?: object) => made().child(more, moreOptions),
-    silent: () => undefined,
-  }
-  for (const level of LEVELS) {
-    lazy[level] = (...args: unknown[]) => {
-      const threshold = SEVERITY[logger.level as keyof typeof SEVERITY] as number | undefined
-      if (child === undefined && (threshold === undefined || SEVERITY[level] < threshold)) return
-      const target = made()
-      const write: (...given: unknown[]) => void = target[level]
-      write.apply(target, args)
-    }
-  }
-  return lazy as unknown as FastifyBaseLogger
+  return new LazyChild(logger, bindings, options)
 }
