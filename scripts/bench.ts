@@ -12,7 +12,7 @@
 // 127.0.0.1:5432 (trust auth); without it they are left out and the output says so.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
-import { cpus, tmpdir, totalmem } from 'node:os'
+import { cpus, tmpdir, totalmem, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -303,8 +303,11 @@ async function runConfig(config: string, flags: string[], baselineUrl: string, p
 }
 
 async function postgresDatabase(): Promise<string | undefined> {
+  // The operating system's user, as the server picks it: $USER may be unset or empty (CI's is).
+  const user = [process.env.PGUSER, process.env.USER].find((name) => name !== undefined && name !== '')
+    ?? userInfo().username
   const admin = new pg.Pool({ host: '127.0.0.1', port: 5432, database: 'postgres', max: 1,
-    connectionTimeoutMillis: 2000, user: process.env.PGUSER ?? process.env.USER ?? 'root' })
+    connectionTimeoutMillis: 2000, user })
   admin.on('error', () => undefined)
   const name = `mrmat_bench_${String(process.pid)}`
   try {

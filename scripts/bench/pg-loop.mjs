@@ -2,12 +2,18 @@
 // server's size with the bench's concurrency, for a number of seconds. Prints {"qps": …} and exits.
 // Usage: node pg-loop.mjs <url> <get|create> <pool size> <concurrency> <seconds> <resource id>
 import { randomBytes } from 'node:crypto'
+import { userInfo } from 'node:os'
 import pg from 'pg'
 
 const [url, kind, poolSize, concurrency, seconds, resourceId] = process.argv.slice(2)
-// The operating system's user when the URI names none, as libpq (and the server) do.
-const user = process.env.PGUSER ?? process.env.USER ?? (await import('node:os')).userInfo().username
-const pool = new pg.Pool({ connectionString: url, user, max: Number(poolSize) })
+// The operating system's user when the URI names none, as libpq (and the server) do. It goes into the URI: pg lets
+// the URI's empty user override a `user` option, and $USER may be unset or empty (CI's is).
+const target = new URL(url)
+if (target.username === '') {
+  target.username = [process.env.PGUSER, process.env.USER].find((name) => name !== undefined && name !== '')
+    ?? userInfo().username
+}
+const pool = new pg.Pool({ connectionString: target.href, max: Number(poolSize) })
 // The statements of plugins/resource/v1/repository-postgres.ts, prepared by name as there.
 const GET = {
   name: 'bench_get',
@@ -25,11 +31,13 @@ const CREATE = {
 }
 const prefix = randomBytes(4).toString('hex')
 let done = 0
+// Names are taken before the await: `done` counts completions, and loops waiting at once would share one.
+let named = 0
 const deadline = Date.now() + Number(seconds) * 1000
 async function loop() {
   while (Date.now() < deadline) {
     if (kind === 'get') await pool.query({ ...GET, values: [Number(resourceId)] })
-    else await pool.query({ ...CREATE, values: ['pg-loop', 'pg-loop', `loop-${prefix}-${done}`] })
+    else await pool.query({ ...CREATE, values: ['pg-loop', 'pg-loop', `loop-${prefix}-${named++}`] })
     done++
   }
 }
