@@ -36,9 +36,11 @@ COPY tsconfig.json tsconfig.build.json README.md ./
 COPY src/ src/
 COPY plugins/ plugins/
 COPY drizzle/ drizzle/
+COPY scripts/bundle.mjs scripts/
 
 # npm pack runs prepack (a clean build of dist/) and writes the tarball that would be published, so
-# the image holds exactly the files the package ships (package.json "files"): dist/src, dist/plugins,
+# the image holds exactly the files the package ships (package.json "files"): dist/cli (the bundled command
+# lines), dist/src, dist/plugins,
 # drizzle/ (the migrations the server applies at start), package.json and the README.
 RUN npm pack --pack-destination /tmp \
     && mkdir /app \
@@ -83,5 +85,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # drains its connections and closes the database. `serve`, the default command, applies the pending
 # migrations before listening. Arguments given to `docker run` replace CMD, e.g. `migrate` or
 # `serve --db postgres://…`; configuration also comes from MRMAT_* variables (-e) or --config.
-ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+ENTRYPOINT ["node", "/app/dist/cli/main.js"]
 CMD ["serve"]

@@ -7,6 +7,7 @@
 //   npm run bench -- --check        exit 1 when a figure misses its target
 //   npm run bench -- --only v3      only the scenarios whose name holds the text
 //   npm run bench -- --config PostgreSQL   only the configurations whose name holds the text
+//   npm run bench -- --profile DIR  the servers run with --cpu-prof, their profiles written to DIR
 //
 // BENCH_CONNECTIONS (default 50) and BENCH_DURATION (seconds a run) tune it. PostgreSQL scenarios need
 // 127.0.0.1:5432 (trust auth); without it they are left out and the output says so.
@@ -26,13 +27,15 @@ const asJson = args.includes('--json')
 const check = args.includes('--check')
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : ''
 const onlyConfig = args.includes('--config') ? args[args.indexOf('--config') + 1] ?? '' : ''
+const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : undefined
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const duration = Number(process.env.BENCH_DURATION ?? (short ? 1 : 5))
 const rounds = short ? 1 : 2
 const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
 
 const root = new URL('..', import.meta.url).pathname
-const CLI = join(root, 'dist/src/cli/main.js')
+// What the package's bin runs.
+const CLI = join(root, 'dist/cli/main.js')
 const work = mkdtempSync(join(tmpdir(), 'mrmat-bench-'))
 const teardowns: (() => unknown)[] = [() => { rmSync(work, { recursive: true, force: true }) }]
 
@@ -98,7 +101,8 @@ async function startCli(name: string, flags: string[]): Promise<Server> {
   const log = openSync(join(work, `${name}.log`), 'a')
   const started = performance.now()
   const cliArgs = [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance, ...flags]
-  const child = spawn(process.execPath, cliArgs, { stdio: ['ignore', log, log] })
+  const node = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profile, name)]
+  const child = spawn(process.execPath, [...node, ...cliArgs], { stdio: ['ignore', log, log] })
   const url = `http://127.0.0.1:${String(port)}`
   while (!(await healthy(url))) {
     if (child.exitCode !== null) {

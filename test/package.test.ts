@@ -65,8 +65,9 @@ async function packAndInstall(): Promise<Installed> {
   mkdirSync(stage)
   const sources = [
     'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
-    'src', 'plugins', 'drizzle',
+    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs',
   ]
+  mkdirSync(join(stage, 'scripts'))
   for (const entry of sources) {
     cpSync(join(ROOT, entry), join(stage, entry), { recursive: true })
   }
@@ -120,7 +121,7 @@ t.test('the tarball ships the build, the migrations and the declarations, and no
   const listing = await run('tar', ['-tzf', tarball], work, STEP_TIMEOUT_MS)
   const files = listing.stdout.split('\n').filter((line) => line !== '')
   const shipped = [
-    'dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts',
+    'dist/cli/main.js', 'dist/cli/client.js', 'dist/src/index.js', 'dist/src/index.d.ts',
     'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md',
   ]
   for (const file of shipped) {
@@ -160,6 +161,29 @@ t.test('the installed server migrates its SQLite database at start and answers h
   } finally {
     db.close()
   }
+})
+
+t.test('the installed bin (the bundled command line) serves every API with a real identity provider', async (t) => {
+  // The bundle leaves drivers, Swagger UI's assets and yargs to node_modules and loads the auth stack and the
+  // resource repository only when used: this is where a path or an import the bundle got wrong would show.
+  const { host, work } = await installed()
+  const provider = await startTestProvider(t)
+  const url = await startListening(t, join(host, 'node_modules', '.bin', NAME), [
+    '--host', '127.0.0.1', '--port', '0', '--instance-path', join(work, 'bundled'),
+    '--issuer', provider.issuer, '--audience', provider.audience,
+  ], host, /"msg":"Server listening at (http:\/\/[^"]+)"/)
+  const token = await provider.jwt()
+  t.same((await send(url, '/api/greeting/v3/', { token })).status, 200, 'greeting v3 with a token')
+  const created = await send<{ id: number }>(url, '/api/resource/v1/', { method: 'POST', token, json: { name: 'one' } })
+  t.equal(created.status, 201, 'resource v1 creates')
+  const read = await send(url, `/api/resource/v1/${String(created.body?.id)}`, { token })
+  t.match(read.body, { name: 'one' }, 'and reads')
+  const docs = await send(url, '/docs/')
+  t.equal(docs.status, 200, 'Swagger UI answers')
+  t.match(docs.headers['content-type'], /text\/html/, 'with its page')
+  t.equal((await send(url, '/docs/static/swagger-ui.css')).status, 200, 'and serves its assets from node_modules')
+  const client = await run(join(host, 'node_modules', '.bin', `${NAME}-client`), ['--help'], host, STEP_TIMEOUT_MS)
+  t.match(client.stdout, /Commands:/, 'the client bin prints its help')
 })
 
 const HOST_APP = `
