@@ -2,7 +2,7 @@
 // Fastify route (scripts/bench/baseline.mjs) measured in the same run, as ratios.
 //
 //   npm run bench                   every scenario, 5 s a run, A B A B against the baseline
-//   npm run bench -- --short        1 s a run, A B once: proves the bench works (CI), judges nothing
+//   npm run bench -- --short        2 s a run, A B once: proves the bench works (CI), judges nothing
 //   npm run bench -- --json         the results as JSON on stdout, the table on stderr
 //   npm run bench -- --check        exit 1 when a figure misses its target
 //   npm run bench -- --only v3      only the scenarios whose name holds the text
@@ -29,7 +29,7 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : 
 const onlyConfig = args.includes('--config') ? args[args.indexOf('--config') + 1] ?? '' : ''
 const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : undefined
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
-const duration = Number(process.env.BENCH_DURATION ?? (short ? 1 : 5))
+const duration = Number(process.env.BENCH_DURATION ?? (short ? 2 : 5))
 const rounds = short ? 1 : 2
 const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
 

@@ -8,9 +8,13 @@ interface Destination {
 }
 
 /**
- * pino's asynchronous destination (sonic-boom) takes each line on its own, which costs a few microseconds a line:
- * a tenth of a request. This hands it the lines of one turn of the event loop at once. Nothing is lost on the way
- * out: pino flushes through flushSync on fatal errors, and so does the process's exit (SIGKILL aside).
+ * pino's destination (sonic-boom) writes each line on its own, which costs a few microseconds a line: a tenth of a
+ * request. This hands it the lines of one turn of the event loop at once, written synchronously: one write(2) a turn
+ * however many requests it served. Synchronous, because an asynchronous write still in flight when the process
+ * exits is lost (sonic-boom's flushSync cannot take it back), and with a reader slower than the server (a busy log
+ * collector on the other end of a full pipe) that was most of the last lines: test/log-destination.test.ts. A slow
+ * reader slows the server down instead, as pino's own default does. Nothing is lost on the way out: pino flushes
+ * through flushSync on fatal errors, and so does the process's exit (SIGKILL aside).
  */
 export class BatchedDestination implements Destination {
   readonly #target: Destination
@@ -18,7 +22,7 @@ export class BatchedDestination implements Destination {
   #scheduled = false
 
   constructor(fd = 1) {
-    this.#target = pino.destination({ dest: fd, sync: false })
+    this.#target = pino.destination({ dest: fd, sync: true })
     process.once('exit', () => { this.flushSync() })
   }
 
