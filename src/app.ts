@@ -25,8 +25,6 @@ export interface ApiOptions extends AppSettings {
   migrate?: boolean
   /** Close `database` when the app closes. On by default. */
   closeDatabase?: boolean
-  /** Serve Swagger UI at /docs/. On by default. */
-  swaggerUi?: boolean
   /** The identity provider to trust; without it protected routes answer 401. */
   auth?: AuthSettings
   /** Cache sizes and provider timings of the bearer-token check (tests shorten them). */

@@ -74,6 +74,13 @@ export const SERVER_OPTIONS = {
       + 'of IPs and CIDRs (or loopback, linklocal, uniquelocal); true trusts anyone, so any client can forge them',
     parse: parseTrustProxy,
   },
+  swaggerUi: {
+    group: GROUPS.server,
+    app: true,
+    schema: Type.Boolean(),
+    default: true,
+    description: 'Serve Swagger UI at /docs/; /openapi.json is served either way (--no-swagger-ui: a faster start)',
+  },
   db: {
     group: GROUPS.database,
     schema: Type.String({ minLength: 1 }),

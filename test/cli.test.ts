@@ -4,7 +4,9 @@ import t from 'tap'
 import { DEFAULT_DATABASE_FILE, type ServerConfig } from '#src/cli/config.js'
 import { parseCommandLine } from '#src/cli/main.js'
 import { describeDatabase } from '#src/plugins/database/url.js'
+import { build } from './helpers/app.js'
 import { CLI_NAME } from './helpers/cli.js'
+import { send } from './helpers/http.js'
 
 // What a command line means, in-process: parseCommandLine(args, env) parses and checks it without running anything.
 // What only the process shows (exit codes, output, signals) is in cli-process.test.ts.
@@ -183,4 +185,14 @@ t.test('an option other than a switch given without its value is a usage error, 
     const refusal = { message: `Not enough arguments following: ${flag.slice(2)}` }
     await t.rejects(parseCommandLine([...instance, flag], {}), refusal, flag)
   }
+})
+
+t.test('--no-swagger-ui (or MRMAT_SWAGGER_UI=false) leaves /docs/ out and keeps /openapi.json', async (t) => {
+  t.equal((await configOf([])).swaggerUi, true, 'on by default')
+  t.equal((await configOf([], { MRMAT_SWAGGER_UI: 'false' })).swaggerUi, false, 'off by variable')
+  const { swaggerUi } = await configOf(['--no-swagger-ui'])
+  t.equal(swaggerUi, false, 'off by flag')
+  const app = await build(t, { database: 'none', swaggerUi })
+  t.equal((await send(app, '/docs/')).status, 404, 'no Swagger UI')
+  t.equal((await send(app, '/openapi.json')).status, 200, 'the document is still served')
 })
