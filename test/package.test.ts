@@ -225,7 +225,7 @@ import problems from '${NAME}/errors'
 const options: AppOptions = { swaggerUi: false }
 const whole: FastifyInstance = await buildApp(options)
 const database: Database = await openDatabase(parseDatabaseUrl(':memory:'))
-const dialect: 'sqlite' | 'postgres' = database.dialect
+const dialect: 'sqlite' | 'postgres' | 'mysql' = database.dialect
 const settings: AuthSettings | undefined = resolveAuthSettings({ issuer: 'https://id.example', audience: 'host' })
 
 const app = Fastify()

@@ -16,8 +16,11 @@ export interface MysqlOptions {
   migrationLockTimeout?: number
 }
 
-/** The GET_LOCK name that serialises migrations across processes (per server: prefixed with the database). */
-const MIGRATION_LOCK = 'mrmat-ts-api-fastify:migrate'
+/**
+ * The GET_LOCK name that serialises migrations across processes. Lock names are the server's, not a database's: this
+ * one names the database too, hashed, as MySQL takes at most 64 characters.
+ */
+const MIGRATION_LOCK = 'CONCAT(\'mrmat-ts-api-fastify:\', SHA1(DATABASE()))'
 
 /**
  * Set on every connection before its first query. Strict mode turns an over-long value into an error rather than a
@@ -79,15 +82,15 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
       const connection = await pool.getConnection()
       try {
         const timeout = options.migrationLockTimeout ?? 300
-        const [rows] = await connection.query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS locked',
-          [MIGRATION_LOCK, timeout])
+        const [rows] = await connection.query<mysql.RowDataPacket[]>(
+          `SELECT GET_LOCK(${MIGRATION_LOCK}, ?) AS locked`, [timeout])
         if (rows[0]?.locked !== 1) {
           throw new Error(`another process held the migration lock for more than ${String(timeout)} s`)
         }
         try {
           await migrate(drizzle(connection), { migrationsFolder: migrationsFolder('mysql') })
         } finally {
-          await connection.query('SELECT RELEASE_LOCK(?)', [MIGRATION_LOCK])
+          await connection.query(`SELECT RELEASE_LOCK(${MIGRATION_LOCK})`)
         }
       } catch (error) {
         throw new DatabaseError(`cannot migrate the MySQL database ${description}: ${(error as Error).message}`)
