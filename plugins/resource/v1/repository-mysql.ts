@@ -64,20 +64,20 @@ export function mysqlResources(database: MysqlDatabase): ResourceRepository {
     }
     for (let attempt = 1; ; attempt += 1) {
       const connection = await pool.getConnection()
-      let reusable = true
       try {
         await connection.query('START TRANSACTION')
         const result = await work(connection)
         await connection.query('COMMIT')
+        connection.release()
         return result
       } catch (error) {
-        await connection.query('ROLLBACK').catch(() => { reusable = false })
+        // A connection that cannot even roll back is broken: it must not go back to the pool.
+        const rolledBack = await connection.query('ROLLBACK').then(() => true, () => false)
+        if (rolledBack) connection.release()
+        else connection.destroy()
         const code = (error as { code?: unknown }).code
         if (attempt < ATTEMPTS && typeof code === 'string' && RETRIABLE.has(code)) continue
         throw nameClash(error)
-      } finally {
-        if (reusable) connection.release()
-        else connection.destroy()
       }
     }
   }
