@@ -6,9 +6,8 @@ import t, { type Test } from 'tap'
 import type { Database } from '#src/plugins/database/index.js'
 import { migrationsFolder } from '#src/lib/package-info.js'
 import {
-  MYSQL_HOST,
-  MYSQL_PORT,
   freshMysql,
+  mysqlUser,
   mysqlAvailable,
   mysqlConfig,
   mysqlUrl,
@@ -68,21 +67,10 @@ async function settledWithin(promise: Promise<unknown>, ms: number): Promise<'re
   }
 }
 
-/** A user of the test server with a password and every right on one database, dropped in the teardown. */
-async function userWithPassword(t: Test, db: TestDatabase): Promise<{ url: string, password: string }> {
-  const user = `mrmat_${randomBytes(5).toString('hex')}`
-  const password = `pw-${randomBytes(12).toString('hex')}`
-  const name = nameOf(db)
-  await db.exec(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`)
-  await db.exec(`GRANT ALL PRIVILEGES ON \`${name}\`.* TO '${user}'@'%'`)
-  t.teardown(async () => { await db.exec(`DROP USER IF EXISTS '${user}'@'%'`) })
-  return { url: `mariadb://${user}:${password}@${MYSQL_HOST}:${String(MYSQL_PORT)}/${name}`, password }
-}
-
 t.test('three replicas started at once against an empty database all come up, and it is migrated once', async (t) => {
   const db = await freshMysql(t)
   if (db === undefined) return
-  const { url, password } = await userWithPassword(t, db)
+  const { url, password } = await mysqlUser(t, db)
   const dir = t.testdir({ a: {}, b: {}, c: {} })
   const started = await Promise.all(['a', 'b', 'c'].map(async (name) =>
     startCli(t, ['--db', url, ...LOCAL], { cwd: join(dir, name) })))
