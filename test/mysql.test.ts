@@ -62,3 +62,26 @@ t.test('the pool holds at most --db-pool-size connections, however many requests
   const rows = await admin.query<{ n: number }>('SELECT count(*) AS n FROM resources')
   t.equal(Number(rows[0]?.n), 60, 'sixty rows')
 })
+
+t.test('every pooled connection runs strict, utf8mb4, read committed and in UTC, whatever the server', async (t) => {
+  const admin = await freshMysql(t)
+  if (admin === undefined) return
+  const app = await build(t, { database: admin, poolSize: 2 })
+  const { database } = app
+  if (database.dialect !== 'mysql') throw new Error(`a ${database.dialect} database`)
+  // Both connections of the pool at once, so that a second connection is made and set up too.
+  const sessions = await Promise.all([1, 2].map(async () => {
+    const [rows] = await database.pool.query('SELECT SLEEP(0.2) AS slept, CONNECTION_ID() AS id, '
+      + '@@SESSION.sql_mode AS mode, @@SESSION.time_zone AS zone, @@collation_connection AS collation, '
+      + '@@SESSION.tx_isolation AS isolation')
+    return (rows as Record<string, unknown>[])[0]
+  }))
+  t.equal(new Set(sessions.map((session) => session?.id)).size, 2, 'two connections')
+  for (const session of sessions) {
+    t.match(session?.mode, /\bSTRICT_ALL_TABLES\b/, 'strict: a value too long is an error, never truncated')
+    t.match(session?.mode, /\bNO_ENGINE_SUBSTITUTION\b/, 'no table silently made without InnoDB')
+    t.equal(session?.collation, 'utf8mb4_bin', 'utf8mb4, compared by code point')
+    t.equal(session?.isolation, 'READ-COMMITTED', 'read committed, as PostgreSQL')
+    t.equal(session?.zone, '+00:00', 'UTC')
+  }
+})

@@ -25,9 +25,14 @@ const MIGRATION_LOCK = 'CONCAT(\'mrmat-ts-api-fastify:\', SHA1(DATABASE()))'
 /**
  * Set on every connection before its first query. Strict mode turns an over-long value into an error rather than a
  * silently truncated row; NO_ENGINE_SUBSTITUTION refuses tables without InnoDB's transactions and foreign keys.
+ * Read committed, as PostgreSQL's default: InnoDB's repeatable read adds gap locks, and with them deadlocks between
+ * writes that do not touch the same rows.
  */
-const SESSION_SETUP = 'SET SESSION sql_mode = \'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,'
-  + 'ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION\', time_zone = \'+00:00\''
+const SESSION_SETUP = [
+  'SET SESSION sql_mode = \'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,'
+    + 'NO_ENGINE_SUBSTITUTION\', time_zone = \'+00:00\'',
+  'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED',
+]
 
 /** What mysql2 takes from a mysql:// or mariadb:// URI; the user, as with the mysql client, defaults to the OS's. */
 function connectionOf(url: string): mysql.PoolOptions {
@@ -57,10 +62,13 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
     supportBigNumbers: false,
   })
   callbackPool.on('connection', (connection) => {
-    // Queued before the query that asked for this connection, so it runs first.
-    connection.query(SESSION_SETUP, (error) => {
-      if (error !== null) connection.destroy()
-    })
+    // Queued before the query that asked for this connection, so they run first. A connection they fail on is
+    // destroyed rather than used without them.
+    for (const statement of SESSION_SETUP) {
+      connection.query(statement, (error) => {
+        if (error !== null) connection.destroy()
+      })
+    }
   })
   const pool = callbackPool.promise()
   try {
