@@ -121,7 +121,8 @@ t.test('the tarball ships the build, the migrations and the declarations, and no
   const files = listing.stdout.split('\n').filter((line) => line !== '')
   const shipped = [
     'dist/src/cli/main.js', 'dist/src/client/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts',
-    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md',
+    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'drizzle/mysql/meta/_journal.json',
+    'README.md',
   ]
   for (const file of shipped) {
     t.ok(files.includes(`package/${file}`), `ships ${file}`)
