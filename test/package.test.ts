@@ -25,9 +25,10 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 }
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NATIVE_ADDON = join('better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
+// Not @types/node: mysql2 names it as a peer dependency, not an optional one, so npm installs it with mysql2.
 const DEV_ONLY = [
   'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
-  '@types/node',
+  '@types/pg', '@types/better-sqlite3',
 ]
 const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
