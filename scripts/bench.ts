@@ -6,11 +6,12 @@
 //   npm run bench -- --json         the results as JSON on stdout, the table on stderr
 //   npm run bench -- --check        exit 1 when a figure misses its target
 //   npm run bench -- --only v3      only the scenarios whose name holds the text
-//   npm run bench -- --config PostgreSQL   only the configurations whose name holds the text
+//   npm run bench -- --config MySQL  only the configurations whose name holds the text (PostgreSQL, MySQL, …)
 //   npm run bench -- --profile DIR  the servers run with --cpu-prof, their profiles written to DIR
 //
 // BENCH_CONNECTIONS (default 50) and BENCH_DURATION (seconds a run) tune it. PostgreSQL scenarios need
-// 127.0.0.1:5432 (trust auth); without it they are left out and the output says so.
+// 127.0.0.1:5432 (trust auth), MySQL ones 127.0.0.1:3306 (root without a password); without them they are left out
+// and the output says so.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir, totalmem, userInfo } from 'node:os'
@@ -18,6 +19,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
+import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { startTestProvider, type TestProvider } from '../test/fixtures/oidc-provider.js'
 
@@ -328,8 +330,26 @@ async function postgresDatabase(): Promise<string | undefined> {
   return `postgres://127.0.0.1:5432/${name}`
 }
 
+async function mysqlDatabase(): Promise<string | undefined> {
+  const name = `mrmat_bench_${String(process.pid)}`
+  let admin: mysql.Connection
+  try {
+    admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root', connectTimeout: 2000 })
+    await admin.query(`CREATE DATABASE ${name}`)
+  } catch (error) {
+    out(`MySQL on 127.0.0.1:3306 is not available (${(error as Error).message}): its scenarios are left out`)
+    return undefined
+  }
+  teardowns.push(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`)
+    await admin.end()
+  })
+  return `mysql://root@127.0.0.1:3306/${name}`
+}
+
 async function driverLoop(url: string, kind: 'get' | 'create', resourceId: number): Promise<number> {
-  const child = spawn(process.execPath, [join(root, 'scripts/bench/pg-loop.mjs'), url, kind, '10', String(connections),
+  const loop = url.startsWith('mysql:') ? 'scripts/bench/mysql-loop.mjs' : 'scripts/bench/pg-loop.mjs'
+  const child = spawn(process.execPath, [join(root, loop), url, kind, '10', String(connections),
     String(duration), String(resourceId)], { stdio: ['ignore', 'pipe', 'inherit'] })
   return (JSON.parse(await firstLine(child)) as { qps: number }).qps
 }
@@ -390,13 +410,27 @@ try {
       pgScenarios, limit)
   }
 
+  const mysqlUrl = onlyConfig === '' || 'MySQL'.includes(onlyConfig) ? await mysqlDatabase() : undefined
+  if (mysqlUrl !== undefined) {
+    const mysqlScenarios = SCENARIOS.filter((s) => s.name === 'resource get by id' || s.name === 'resource create')
+    const limit = async (s: Scenario, baseline: number, c: Context): Promise<number> => {
+      const driver = await driverLoop(mysqlUrl, s.name === 'resource create' ? 'create' : 'get', c.resourceId)
+      out(`    the mysql2 driver alone: ${Math.round(driver)} queries/s`)
+      return 1 / (1 / baseline + 1 / driver)
+    }
+    await runConfig('MySQL', ['--db', mysqlUrl], baselineUrl, provider, mysqlScenarios, limit)
+    await runConfig('MySQL, access log off', ['--db', mysqlUrl, '--no-access-log'], baselineUrl, provider,
+      mysqlScenarios, limit)
+  }
+
   const mix = rows.find((r) => r.config === 'default' && r.scenario === 'resource mix 80/20')
   const machine = `${String(cpus().length)} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, `
     + `Node ${process.version}`
   out('')
   out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`)
   out('req/s: mean requests a second; p50/p99: latency percentiles (ms); baseline: the bare Fastify route in the '
-    + 'same rounds; limit: on PostgreSQL, 1/(1/baseline + 1/driver alone); ratio: req/s over the limit or baseline; '
+    + 'same rounds; limit: on PostgreSQL and MySQL, 1/(1/baseline + 1/driver alone); ratio: req/s over the limit or '
+    + 'baseline; '
     + 'CPU µs/req: CPU time a request, the server\'s (the baseline\'s); '
     + 'RSS: resident memory of the server after the scenario (all processes of a cluster)')
   out(table())

@@ -8,6 +8,7 @@ import { join, relative } from 'node:path'
 const dialects = [
   { dialect: 'sqlite', kitDialect: 'sqlite', schema: 'src/plugins/database/schema/sqlite.ts' },
   { dialect: 'postgres', kitDialect: 'postgresql', schema: 'src/plugins/database/schema/postgres.ts' },
+  { dialect: 'mysql', kitDialect: 'mysql', schema: 'src/plugins/database/schema/mysql.ts' },
 ]
 
 function files(dir) {

@@ -38,6 +38,7 @@ export {
   type DatabaseLocation,
   type SqliteDatabase,
   type PostgresDatabase,
+  type MysqlDatabase,
 } from './plugins/database/index.js'
 
 export {

@@ -85,14 +85,14 @@ export const SERVER_OPTIONS = {
     group: GROUPS.database,
     schema: Type.String({ minLength: 1 }),
     defaultDescription: 'SQLite file in the instance path',
-    description: 'Database URI: sqlite:<path>, a file path, :memory: or postgres://…',
+    description: 'Database URI: sqlite:<path>, a file path, :memory:, postgres://… or mysql://… (mariadb://…)',
     parse: (value: string, where: string) => parseDatabaseUrl(value, process.cwd(), where),
   },
   dbPoolSize: {
     group: GROUPS.database,
     schema: Type.Integer({ minimum: 1, maximum: 1000 }),
     default: 10,
-    description: 'Connections in the PostgreSQL pool',
+    description: 'Connections in the PostgreSQL or MySQL pool',
   },
   oidcSecrets: {
     group: GROUPS.auth,

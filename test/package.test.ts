@@ -25,9 +25,10 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 }
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NATIVE_ADDON = join('better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
+// Not @types/node: mysql2 names it as a peer dependency, not an optional one, so npm installs it with mysql2.
 const DEV_ONLY = [
   'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
-  '@types/node',
+  '@types/pg', '@types/better-sqlite3',
 ]
 const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
@@ -122,7 +123,8 @@ t.test('the tarball ships the build, the migrations and the declarations, and no
   const files = listing.stdout.split('\n').filter((line) => line !== '')
   const shipped = [
     'dist/cli/main.js', 'dist/cli/client.js', 'dist/src/index.js', 'dist/src/index.d.ts',
-    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'README.md',
+    'drizzle/sqlite/meta/_journal.json', 'drizzle/postgres/meta/_journal.json', 'drizzle/mysql/meta/_journal.json',
+    'README.md',
   ]
   for (const file of shipped) {
     t.ok(files.includes(`package/${file}`), `ships ${file}`)
@@ -249,7 +251,7 @@ import problems from '${NAME}/errors'
 const options: AppOptions = { swaggerUi: false }
 const whole: FastifyInstance = await buildApp(options)
 const database: Database = await openDatabase(parseDatabaseUrl(':memory:'))
-const dialect: 'sqlite' | 'postgres' = database.dialect
+const dialect: 'sqlite' | 'postgres' | 'mysql' = database.dialect
 const settings: AuthSettings | undefined = resolveAuthSettings({ issuer: 'https://id.example', audience: 'host' })
 
 const app = Fastify()

@@ -27,6 +27,10 @@ async function insertResources(db: TestDatabase, ownerId: number, prefix: string
         + ' INSERT INTO resources (owner_id, name) SELECT ?, ? || n FROM g',
       [count, ownerId, prefix],
     )
+  } else if (db.dialect === 'mysql') {
+    // MySQL stops recursive CTEs at 1,000 rows by default: one multi-row insert instead (mysql2 expands the rows).
+    const rows = Array.from({ length: count }, (_, i) => [ownerId, `${prefix}${String(i + 1)}`])
+    await db.query('INSERT INTO resources (owner_id, name) VALUES ?', [rows])
   } else {
     await db.query(
       'INSERT INTO resources (owner_id, name) SELECT ?::int, ?::text || g FROM generate_series(1, ?::int) AS g',

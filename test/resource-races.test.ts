@@ -32,6 +32,21 @@ async function injectFaults(db: TestDatabase): Promise<() => Promise<void>> {
       `)
     }
   }
+  if (db.dialect === 'mysql') {
+    // SIGNAL with MySQL's own duplicate-key number: the driver reports it as ER_DUP_ENTRY, as for a real clash.
+    const body = (names: string) => `FOR EACH ROW BEGIN
+      IF NEW.name IN (${names}) THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'; END IF;
+      IF NEW.name = 'collide-on-insert' THEN
+        SIGNAL SQLSTATE '23000' SET MYSQL_ERRNO = 1062, MESSAGE_TEXT = 'injected unique violation';
+      END IF;
+    END`
+    await db.exec(`CREATE TRIGGER test_inject_insert BEFORE INSERT ON resources ${body('\'explode-on-insert\'')}`)
+    await db.exec(`CREATE TRIGGER test_inject_update BEFORE UPDATE ON resources ${body('\'explode-on-update\'')}`)
+    return async () => {
+      await db.exec('DROP TRIGGER test_inject_insert')
+      await db.exec('DROP TRIGGER test_inject_update')
+    }
+  }
   await db.exec(`
     CREATE FUNCTION test_inject() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

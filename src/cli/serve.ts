@@ -14,7 +14,8 @@ export const StartError = codedError('MRMAT_START_FAILED', { exitCode: EXIT_RUNT
 
 async function openMigrated(config: ServerConfig, log: Logger, migrate = true): Promise<Database> {
   log.info({ instancePath: config.instancePath, database: describeDatabase(config.database) }, 'opening the database')
-  const database = await openDatabase(config.database, { postgres: { poolSize: config.dbPoolSize } })
+  const pool = { poolSize: config.dbPoolSize }
+  const database = await openDatabase(config.database, { postgres: pool, mysql: pool })
   if (!migrate) return database
   try {
     await database.migrate()

@@ -30,6 +30,6 @@ export const packageRoot = findPackageRoot()
 const packageJson = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
 export const packageVersion = packageJson.version
 
-export function migrationsFolder(dialect: 'sqlite' | 'postgres'): string {
+export function migrationsFolder(dialect: 'sqlite' | 'postgres' | 'mysql'): string {
   return join(packageRoot, 'drizzle', dialect)
 }

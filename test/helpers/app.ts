@@ -21,6 +21,8 @@ export interface BuildOptions extends Omit<AppOptions, 'database'> {
    * on by default. Off, the first requests may find it not reached yet (503).
    */
   discovered?: boolean
+  /** Connections in a PostgreSQL or MySQL pool, as --db-pool-size sets them; 10 unless told. */
+  poolSize?: number
 }
 
 /**
@@ -28,10 +30,10 @@ export interface BuildOptions extends Omit<AppOptions, 'database'> {
  * Register a database fixture before calling this, so that it is dropped only after the app has let go of it.
  */
 export async function build(t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
-  const { database, routes, discovered = true, ...settings } = options
+  const { database, routes, discovered = true, poolSize, ...settings } = options
   const opened = database === 'none' ? undefined
     : database === undefined ? openSqlite(':memory:')
-      : await openTestDatabase(database)
+      : await openTestDatabase(database, poolSize)
   let app: FastifyInstance
   try {
     app = await buildApp({ migrate: true, ...settings, database: opened })

@@ -8,7 +8,7 @@ import { build } from './app.js'
 import { Problems, READ_SCOPE, WRITE_SCOPE } from './auth.js'
 import { send, type Answer, type SendOptions } from './http.js'
 
-// Resource v1 with real tokens, once on a SQLite file and once on a fresh PostgreSQL database: what every
+// Resource v1 with real tokens, on a SQLite file, a fresh PostgreSQL and a fresh MySQL database: what every
 // resource-*.test.ts needs. Every write is checked in the database itself, through a connection of the test's own.
 
 export const PREFIX = '/api/resource/v1'
@@ -159,7 +159,7 @@ async function setUp(t: Test, db: TestDatabase): Promise<World> {
 
 /** The tests of `behaviour`, once on each dialect, each with a world of its own. */
 export function onEachDialect(t: Test, behaviour: (t: Test, world: World) => void): void {
-  for (const dialect of ['sqlite', 'postgres'] as const satisfies readonly Dialect[]) {
+  for (const dialect of ['sqlite', 'postgres', 'mysql'] as const satisfies readonly Dialect[]) {
     t.test(`resource v1 on ${dialect}`, async (t) => {
       const db = await freshDatabase(t, dialect)
       if (db === undefined) return

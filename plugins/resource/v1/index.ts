@@ -44,7 +44,9 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   // Only the dialect in use is loaded, with its drizzle schema.
   const repository: ResourceRepository = database.dialect === 'sqlite'
     ? (await import('./repository-sqlite.js')).sqliteResources(database)
-    : (await import('./repository-postgres.js')).postgresResources(database)
+    : database.dialect === 'postgres'
+      ? (await import('./repository-postgres.js')).postgresResources(database)
+      : (await import('./repository-mysql.js')).mysqlResources(database)
   const base = fastify.prefix
   const bodyLimit = Math.min(BODY_LIMIT, fastify.initialConfig.bodyLimit ?? BODY_LIMIT)
 

@@ -30,7 +30,7 @@ export function nameClash(error: unknown): unknown {
   for (let e: unknown = error; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
     const code = (e as { code?: unknown }).code
     // As each driver reports a unique violation, possibly wrapped by drizzle.
-    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505') {
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505' || code === 'ER_DUP_ENTRY') {
       return new NameTakenError('You already own a resource with this name')
     }
   }

@@ -1,8 +1,11 @@
 import { codedError, EXIT_RUNTIME } from '../../lib/errors.js'
 import type BetterSqlite3 from 'better-sqlite3'
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
+import type { MySql2Database } from 'drizzle-orm/mysql2'
+import type { Pool as MysqlPool } from 'mysql2/promise'
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres'
 import type pg from 'pg'
+import type * as mysqlSchema from './schema/mysql.js'
 import type * as postgresSchema from './schema/postgres.js'
 import type * as sqliteSchema from './schema/sqlite.js'
 
@@ -36,7 +39,14 @@ export interface PostgresDatabase extends DatabaseBase {
   readonly pool: pg.Pool
 }
 
-export type Database = SqliteDatabase | PostgresDatabase
+export interface MysqlDatabase extends DatabaseBase {
+  readonly dialect: 'mysql'
+  readonly orm: MySql2Database<typeof mysqlSchema>
+  /** mysql2's promise pool, for transactions of several statements (MySQL has no data-modifying CTE). */
+  readonly pool: MysqlPool
+}
+
+export type Database = SqliteDatabase | PostgresDatabase | MysqlDatabase
 
 /** The database cannot be opened or migrated: the CLI exits 1 with the message. */
 export const DatabaseError = codedError('MRMAT_DATABASE_UNAVAILABLE', { exitCode: EXIT_RUNTIME })

@@ -4,6 +4,7 @@ import { codedError, EXIT_USAGE } from '../../lib/errors.js'
 export type DatabaseLocation =
   | { dialect: 'sqlite', file: string }
   | { dialect: 'postgres', url: string }
+  | { dialect: 'mysql', url: string }
 
 export const SQLITE_MEMORY = ':memory:'
 
@@ -12,7 +13,7 @@ export const DatabaseUrlError = codedError('MRMAT_DATABASE_URL_INVALID', { exitC
 
 /**
  * Parses --db: `:memory:`, `sqlite::memory:`, `sqlite:<path>`, SQLAlchemy's `sqlite:///<path>` (so the
- * seed's URIs keep working), a bare file path, or `postgres://` / `postgresql://`.
+ * seed's URIs keep working), a bare file path, `postgres://` / `postgresql://`, or `mysql://` / `mariadb://`.
  */
 export function parseDatabaseUrl(value: string, cwd = process.cwd(), where = 'database URI'): DatabaseLocation {
   const invalid = (reason: string) => new DatabaseUrlError(`invalid ${where}: ${reason}`)
@@ -34,6 +35,22 @@ export function parseDatabaseUrl(value: string, cwd = process.cwd(), where = 'da
     }
     return { dialect: 'postgres', url: text }
   }
+  if (scheme === 'mysql' || scheme === 'mariadb') {
+    let url: URL
+    try {
+      url = new URL(text)
+    } catch {
+      throw invalid('the MySQL URI is malformed')
+    }
+    if (url.hostname === '') throw invalid('the MySQL URI names no host')
+    if (url.pathname.length <= 1 || url.pathname.slice(1).includes('/')) {
+      throw invalid('the MySQL URI names no database: use mysql://user:password@host:3306/database')
+    }
+    // Driver options in the query would bypass what openMysql sets on purpose (strict mode, utf8mb4, one statement a
+    // query): refused rather than silently ignored.
+    if (url.search !== '') throw invalid('the MySQL URI takes no query parameters')
+    return { dialect: 'mysql', url: text }
+  }
   if (scheme === 'sqlite') {
     let rest = text.slice('sqlite:'.length)
     if (rest.startsWith('///')) rest = rest.slice(3)
@@ -42,7 +59,7 @@ export function parseDatabaseUrl(value: string, cwd = process.cwd(), where = 'da
     if (rest === '') throw invalid('the sqlite URI names no file')
     return { dialect: 'sqlite', file: resolve(cwd, rest) }
   }
-  throw invalid(`unsupported database URI scheme '${scheme}:'; use sqlite:<path>, :memory: or postgres://…`)
+  throw invalid(`unsupported database URI scheme '${scheme}:'; use sqlite:<path>, :memory:, postgres://… or mysql://…`)
 }
 
 /** The location as safe to log: never the password. */
