@@ -2,7 +2,9 @@ import type { Database } from './database.js'
 import type { PostgresOptions } from './postgres.js'
 import type { DatabaseLocation } from './url.js'
 
-export { DatabaseError, type Database, type PostgresDatabase, type SqliteDatabase } from './database.js'
+export {
+  DatabaseError, isDatabaseUnavailable, type Database, type PostgresDatabase, type SqliteDatabase,
+} from './database.js'
 export { describeDatabase, parseDatabaseUrl, DatabaseUrlError, type DatabaseLocation } from './url.js'
 
 export interface OpenOptions {
