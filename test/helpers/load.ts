@@ -16,17 +16,18 @@ export interface LoadResult {
 
 /**
  * autocannon as a process of its own, so that the load it makes does not slow the test's own clients: `connections`
- * kept-alive connections sending as fast as the server answers for `seconds` (or `amount` requests), or at `rate`
- * requests a second per connection (open loop) when given.
+ * kept-alive connections sending as fast as the server answers for `seconds`, or at most `rate` requests a second
+ * per connection or `overallRate` in all.
  */
 export class Load {
   readonly child: Child
 
   constructor(t: Test, url: string, options: { connections: number, seconds: number, rate?: number,
-    method?: string, headers?: Record<string, string>, body?: string }) {
+    overallRate?: number, method?: string, headers?: Record<string, string>, body?: string }) {
     const args = [join(ROOT, 'node_modules/autocannon/autocannon.js'), '--json', '--connections',
       String(options.connections), '--duration', String(options.seconds)]
     if (options.rate !== undefined) args.push('--connectionRate', String(options.rate))
+    if (options.overallRate !== undefined) args.push('--overallRate', String(options.overallRate))
     if (options.method !== undefined) args.push('--method', options.method)
     for (const [name, value] of Object.entries(options.headers ?? {})) args.push('--headers', `${name}=${value}`)
     if (options.body !== undefined) args.push('--body', options.body)
