@@ -16,7 +16,7 @@ import { pollUntil } from '../helpers/wait.js'
 // that was answered 2xx must be there afterwards with the value acknowledged (or, for a resource whose later rename
 // was in flight at the kill, with that rename's value), and the database must be whole.
 
-const KILLS = sized(2, 5)
+const KILLS = sized(1, 5)
 const WRITERS = 8
 const PREFIX = '/api/resource/v1'
 
