@@ -14,7 +14,7 @@ import { pollUntil } from '../helpers/wait.js'
 // The server sheds with 503 problems and Retry-After (load shedding, here at a 100 ms mean event-loop delay), never
 // crashes, keeps its memory bounded, loses no acknowledged write, and answers at its normal latency again soon after.
 
-const OVERLOAD_S = sized(3, 20)
+const OVERLOAD_S = sized(5, 20)
 const RECOVERY_MS = 5_000
 
 function rssMiB(pid: number): number {
