@@ -100,10 +100,11 @@ function intake(connections: Map<Socket, Connection>): string {
  * kernel's accept queue (closing the listener resets them) and bytes waiting on accepted ones (unread, they would look
  * idle).
  *
- * Since libuv 1.45 a server accepts one connection per turn of the event loop (libuv/libuv#3696), and under load a
- * turn takes as long as the requests it reads: a few turns are not enough. Where the queue can be seen (Linux), the
- * turns go on until every connection that was queued when settling began has been accepted, by this process or by
- * another sharing the socket (each accept takes the oldest), or the queue is empty, or `within` ms have passed.
+ * libuv accepts one connection per turn of the event loop (libuv/libuv#3696; measured with Node 20's libuv 1.46), and
+ * under load a turn takes as long as the requests it reads: a few turns are not enough. Where the queue can be seen
+ * (Linux), the turns go on until this process has accepted as many connections as were queued when settling began
+ * (each accept takes the oldest, so those are then all taken, whoever shares the socket), or the queue is empty, or
+ * `within` ms have passed.
  * Then at least three turns more, until a turn brings nothing new, 100 ms at most.
  */
 async function settle(server: Server, connections: Map<Socket, Connection>, accepted: { count: number },
