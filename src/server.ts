@@ -16,8 +16,11 @@ export type AppSettings = Partial<Pick<ServerOptions, AppOptionNames<typeof SERV
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Takes in the connections and bytes that have arrived, before close() stops listening (see idle-connections). */
-    settleConnections: () => Promise<void>
+    /**
+     * Takes in the connections and bytes that have arrived, before close() stops listening (see idle-connections);
+     * waits at most about `within` ms for the connections queued to be accepted.
+     */
+    settleConnections: (within: number) => Promise<void>
   }
 }
 

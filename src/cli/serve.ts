@@ -33,6 +33,14 @@ export async function migrateOnly(config: ServerConfig): Promise<void> {
   await database.close()
 }
 
+/**
+ * How long the queued connections may take to be accepted at shutdown: under load one a turn of the event loop. Half
+ * the shutdown timeout, so that their requests have the other half, and 5 s at most.
+ */
+function settleWithin(shutdownTimeout: number): number {
+  return Math.min(5_000, shutdownTimeout / 2)
+}
+
 /** `serve`: one process serving, or the primary of --workers N. */
 export async function serve(config: ServerConfig): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
@@ -69,7 +77,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     if (config.shutdownDelay > 0) await sleep(config.shutdownDelay)
     // Connections waiting to be accepted, and requests whose first bytes have arrived, are taken in first: closing
     // the listener would reset the ones, and the others would look idle.
-    await app.settleConnections()
+    await app.settleConnections(settleWithin(config.shutdownTimeout))
     await app.close()
     log.info('stopped: the listener and the database are closed')
   })
@@ -86,5 +94,10 @@ async function servePrimary(config: ServerConfig): Promise<void> {
   const database = await openMigrated(config, log)
   await database.close()
   log.info({ workers: config.workers }, `primary (pid ${process.pid}) starting ${config.workers} workers`)
+  // Each worker accepts from the listening socket itself rather than from the primary's round-robin queue: at
+  // shutdown a worker can then take in every connection queued in the kernel before it lets go of the socket, and
+  // the socket stays open (the primary holds it) until the last worker has. Round robin drops (resets) the
+  // connections still in its queue when the last worker stops listening, and nothing outside Node can reach it.
+  cluster.schedulingPolicy = cluster.SCHED_NONE
   await runPrimary({ workers: config.workers, shutdownTimeout: config.shutdownTimeout, log })
 }

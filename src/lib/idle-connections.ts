@@ -1,3 +1,4 @@
+import { readFileSync, readlinkSync } from 'node:fs'
 import type { Server, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
@@ -27,9 +28,11 @@ const SWEEP_EVERY_MS = 100
  * Connection: close, and the header and request timeouts bound a client that never finishes); one that has not sent a
  * byte yet is given a moment to, as its request may be on its way.
  */
-export function closeOnlyIdleConnections(server: Server): { settle: () => Promise<void> } {
+export function closeOnlyIdleConnections(server: Server): { settle: (within: number) => Promise<void> } {
   const connections = new Map<Socket, Connection>()
+  const accepted = { count: 0 }
   server.on('connection', (socket: Socket) => {
+    accepted.count++
     connections.set(socket, { since: Date.now(), active: 0, answered: 0, readAtRest: 0 })
     socket.once('close', () => connections.delete(socket))
   })
@@ -58,7 +61,31 @@ export function closeOnlyIdleConnections(server: Server): { settle: () => Promis
     sweeping ??= setInterval(sweep, SWEEP_EVERY_MS).unref()
   }
   server.once('close', () => { clearInterval(sweeping) })
-  return { settle: async () => settle(connections) }
+  return { settle: async (within: number) => settle(server, connections, accepted, within) }
+}
+
+/**
+ * How many connections wait in the kernel's accept queue of the server's listening socket: on Linux, the rx_queue of
+ * its line in /proc/self/net/tcp or tcp6 (found by the socket's inode). Undefined elsewhere, or when the listening
+ * socket is not this process's own (a round-robin cluster worker's).
+ */
+export function acceptQueueLength(server: Server): number | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+  if (fd === undefined || fd < 0) return undefined
+  try {
+    const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${String(fd)}`))?.[1]
+    if (inode === undefined) return undefined
+    for (const table of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+      for (const line of readFileSync(table, 'utf8').split('\n')) {
+        // sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ...
+        const fields = line.trim().split(/\s+/)
+        if (fields[9] === inode) return Number.parseInt(fields[4]?.split(':')[1] ?? '', 16)
+      }
+    }
+  } catch {
+    return undefined
+  }
+  return undefined
 }
 
 /** What the server has taken in so far: connections accepted and bytes read. */
@@ -70,10 +97,26 @@ function intake(connections: Map<Socket, Connection>): string {
 
 /**
  * Lets the event loop take in what has already arrived before the listener closes: connections waiting in the
- * kernel's accept queue (closing the listener would reset them) and bytes waiting on accepted ones (unread, they
- * would look idle). At least three turns, until a turn brings nothing new, and 100 ms at most.
+ * kernel's accept queue (closing the listener resets them) and bytes waiting on accepted ones (unread, they would look
+ * idle).
+ *
+ * libuv accepts one connection per turn of the event loop (libuv/libuv#3696; measured with Node 20's libuv 1.46), and
+ * under load a turn takes as long as the requests it reads: a few turns are not enough. Where the queue can be seen
+ * (Linux), the turns go on until this process has accepted as many connections as were queued when settling began
+ * (each accept takes the oldest, so those are then all taken, whoever shares the socket), or the queue is empty, or
+ * `within` ms have passed.
+ * Then at least three turns more, until a turn brings nothing new, 100 ms at most.
  */
-async function settle(connections: Map<Socket, Connection>): Promise<void> {
+async function settle(server: Server, connections: Map<Socket, Connection>, accepted: { count: number },
+  within: number): Promise<void> {
+  const queued = acceptQueueLength(server)
+  if (queued !== undefined && queued > 0) {
+    const start = accepted.count
+    const drainBy = Date.now() + within
+    while (Date.now() < drainBy && accepted.count - start < queued && (acceptQueueLength(server) ?? 0) > 0) {
+      await new Promise(setImmediate)
+    }
+  }
   const deadline = Date.now() + 100
   let before = intake(connections)
   for (let turn = 0; Date.now() < deadline; turn++) {

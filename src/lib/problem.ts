@@ -18,6 +18,7 @@ export const ProblemTypes = {
   insufficientScope: `${PROBLEM_TYPE_BASE}insufficient-scope`,
   authNotConfigured: `${PROBLEM_TYPE_BASE}authentication-not-configured`,
   providerUnavailable: `${PROBLEM_TYPE_BASE}identity-provider-unavailable`,
+  databaseUnavailable: `${PROBLEM_TYPE_BASE}database-unavailable`,
 } as const
 
 export const InvalidParamSchema = Type.Object(

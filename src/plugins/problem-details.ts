@@ -11,7 +11,12 @@ import {
   type Problem,
 } from '../lib/problem.js'
 
+import { isDatabaseUnavailable } from './database/database.js'
+
 export { HttpProblem } from '../lib/problem.js'
+
+/** Seconds a client is told to wait before retrying when the database is unavailable. */
+const DATABASE_RETRY_AFTER = '5'
 
 type ValidationError = NonNullable<FastifyError['validation']>[number]
 
@@ -86,6 +91,18 @@ export function toProblem(error: FastifyError | HttpProblem, request: FastifyReq
     return {
       problem: { type: 'about:blank', title: statusTitle(status), status, detail: error.message, ...base },
       headers: {},
+    }
+  }
+  if (isDatabaseUnavailable(error)) {
+    return {
+      problem: {
+        type: ProblemTypes.databaseUnavailable,
+        title: 'Database unavailable',
+        status: 503,
+        detail: 'The database cannot be reached or cannot take this request now; retry later.',
+        ...base,
+      },
+      headers: { 'retry-after': DATABASE_RETRY_AFTER },
     }
   }
   return {

@@ -50,3 +50,39 @@ export type Database = SqliteDatabase | PostgresDatabase | MysqlDatabase
 
 /** The database cannot be opened or migrated: the CLI exits 1 with the message. */
 export const DatabaseError = codedError('MRMAT_DATABASE_UNAVAILABLE', { exitCode: EXIT_RUNTIME })
+
+/** PostgreSQL SQLSTATEs of a server that is gone, going or full: connection exceptions, shut down, too many clients. */
+const POSTGRES_UNAVAILABLE = /^(08...|57P0[1-3]|53300)$/
+/** SQLite result codes of a database that cannot take the statement now: locked, read-only, I/O, full, unopenable. */
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|READONLY|IOERR|FULL|CANTOPEN)/
+/**
+ * mysql2's codes of a server that is gone, full or not taking the statement now: the connection lost, too many
+ * connections, shutting down, a lock not got in time (or a deadlock still there after the repository's retries),
+ * read-only, an account locked.
+ */
+const MYSQL_UNAVAILABLE = new RegExp('^(PROTOCOL_CONNECTION_LOST|PROTOCOL_SEQUENCE_TIMEOUT|ER_CON_COUNT_ERROR'
+  + '|ER_SERVER_SHUTDOWN|ER_LOCK_WAIT_TIMEOUT|ER_LOCK_DEADLOCK|ER_OPTION_PREVENTS_STATEMENT|ER_READ_ONLY_MODE'
+  + '|ER_ACCOUNT_HAS_BEEN_LOCKED|ER_CONNECTION_KILLED|ER_CLIENT_INTERACTION_TIMEOUT)$')
+/** Socket errors on the way to PostgreSQL or MySQL. */
+const NETWORK_UNAVAILABLE = /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/
+/** pg's own errors for a connection lost or not got, which carry no code. */
+const PG_CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
+
+/**
+ * Whether a statement failed because the database is unavailable (down, restarting, locked, read-only) rather than
+ * because of the statement: the request gets a 503 with Retry-After, not a 500. drizzle wraps the driver's error as
+ * the cause of its own; the chain is followed.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    const code = (cause as { code?: unknown }).code
+    if (typeof code === 'string') {
+      if (POSTGRES_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code) || MYSQL_UNAVAILABLE.test(code)
+        || NETWORK_UNAVAILABLE.test(code)) {
+        return true
+      }
+    }
+    if (PG_CONNECTION_MESSAGES.test(cause.message)) return true
+  }
+  return false
+}

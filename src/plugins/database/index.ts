@@ -4,7 +4,8 @@ import type { PostgresOptions } from './postgres.js'
 import type { DatabaseLocation } from './url.js'
 
 export {
-  DatabaseError, type Database, type MysqlDatabase, type PostgresDatabase, type SqliteDatabase,
+  DatabaseError, isDatabaseUnavailable,
+  type Database, type MysqlDatabase, type PostgresDatabase, type SqliteDatabase,
 } from './database.js'
 export { describeDatabase, parseDatabaseUrl, DatabaseUrlError, type DatabaseLocation } from './url.js'
 
