@@ -55,8 +55,9 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
   const tags: ApiTag[] = []
   fastify.decorate('openapiTags', tags)
   await fastify.register(swagger, {
-    transformObject: (document) =>
-      ('openapiObject' in document ? requireMarkedHeaders({ ...document.openapiObject, tags }) : document.swaggerObject),
+    transformObject: (document) => ('openapiObject' in document
+      ? requireMarkedHeaders({ ...document.openapiObject, tags })
+      : document.swaggerObject),
     openapi: {
       openapi: '3.1.0',
       // Relative: the document describes the server that serves it, under whatever name or prefix it is reached.
