@@ -256,7 +256,7 @@ export function rememberedLogin(settings: ClientSettings, env: NodeJS.ProcessEnv
   if (fitting.length === 0) return settings
   const [login] = fitting
   if (fitting.length > 1 || login === undefined) {
-    const servers = [...new Set(fitting.map((one) => displayUrl(new URL(one.server))))]
+    const servers = [...new Set(fitting.map((one) => displayUrl(new URL(one.server))))].sort()
     throw new UsageError(`${String(fitting.length)} remembered logins fit (${servers.join(', ')}): `
       + 'name the server (and the client id or discovery URL where one server has several)')
   }
