@@ -1,10 +1,13 @@
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { build } from './helpers/app.js'
 import { ROOT } from './helpers/build.js'
 import { checkConformance } from './helpers/conformance.js'
+import { folder } from './helpers/folder.js'
 import { send } from './helpers/http.js'
 
 interface Operation {
@@ -143,4 +146,13 @@ t.test('the conformance check of every send() refuses what the document does not
     ...page, status: 401, headers: { 'content-type': 'application/problem+json', 'www-authenticate': 'Bearer' },
     body: { title: 'Unauthorized', status: 401 },
   }), /body/, 'a problem body is held to the problem schema')
+})
+
+t.test('the client\'s types are generated from the committed openapi.json (npm run client:types)', async (t) => {
+  const generated = join(folder(t), 'openapi-types.ts')
+  const cli = join(ROOT, 'node_modules', 'openapi-typescript', 'bin', 'cli.js')
+  await promisify(execFile)(process.execPath, [cli, 'openapi.json', '-o', generated], { cwd: ROOT, timeout: 60_000 })
+  const committed = readFileSync(join(ROOT, 'src', 'client', 'openapi-types.ts'), 'utf8')
+  t.ok(readFileSync(generated, 'utf8') === committed,
+    'src/client/openapi-types.ts is stale: run npm run client:types (or npm run openapi) and commit it')
 })
