@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import addFormats from 'ajv-formats'
 import { OpenAPIBackend, SetMatchType, type Document, type Operation } from 'openapi-backend'
 import type {
   IOpenAPIResponseValidator as ResponseValidator, OpenAPIResponseValidatorArgs,
@@ -46,7 +47,14 @@ async function checkerFor(document: object): Promise<Checker> {
   if (checker === undefined) {
     // A copy: the libraries dereference and annotate what they are given.
     const definition = JSON.parse(key) as Document
-    const backend = new OpenAPIBackend({ definition, strict: false, quick: true, validate: true, coerceTypes: true })
+    const backend = new OpenAPIBackend({
+      definition, strict: false, quick: true, validate: true, coerceTypes: true,
+      // The document's formats (uri: Location, next) are checked, not ignored with a warning.
+      customizeAjv: (ajv) => {
+        addFormats.default(ajv)
+        return ajv
+      },
+    })
     checker = backend.init().then(() => ({ backend, bodies: new Map<string, ResponseValidator>() }))
     checkers.set(key, checker)
   }
