@@ -133,7 +133,7 @@ t.test('bad settings and arguments are exit 2 with one line naming them', async 
     ],
     [['resource', 'rename', '1'], 'Not enough non-option arguments: got 1, need at least 2'],
     [['resource'], 'name a resource command: list, get, create, rename or delete'],
-    [[], 'name a command: login, logout, greeting, resource or health'],
+    [[], 'name a command: login, logout, status, greeting, resource or health'],
     [[...login, '--poll-interval', 'fast'], '--poll-interval must be a number of seconds'],
     [
       login,

@@ -106,7 +106,7 @@ t.test('resource list follows next across pages; someone else\'s resource cannot
   t.same(resources.map((r) => r.id), Array.from({ length: 205 }, (_, i) => i + 1), 'all 205, in order, without a gap')
   const debug = await runHere(['resource', 'list', '--debug'], home.env)
   t.equal(lines(debug.stdout).length, 206, 'a header and 205 rows')
-  t.equal(debug.stderr.match(/^debug: GET .*\/api\/resource\/v1\/.*: 200 in \d+ ms$/gm)?.length, 3, 'three pages of 100')
+  t.equal(debug.stderr.match(/^debug: GET \S*\/api\/resource\/v1\S*: 200 in \d+ ms$/gm)?.length, 3, 'three pages of 100')
   t.notMatch(debug.stderr, /Bearer|eyJ/, 'debug lines never show a token')
   const foreign = await runHere(['resource', 'rename', '3', 'mine now'], home.env)
   t.equal(foreign.code, 1)

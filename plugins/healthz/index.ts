@@ -11,21 +11,31 @@ import { HealthSchema, ReadinessSchema } from './schemas.js'
 const healthz: FastifyPluginAsyncTypebox = async (fastify) => {
   const tags = [documentTag(fastify, { name: 'healthz', description: 'Health probes' })]
   fastify.get('/', {
-    schema: { summary: 'Overall health', tags, response: { 200: HealthSchema, ...problemResponses() } },
+    schema: {
+      operationId: 'getHealth',
+      summary: 'Overall health',
+      tags,
+      security: [],
+      response: { 200: HealthSchema, ...problemResponses(503) },
+    },
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/liveness', {
     schema: {
+      operationId: 'getLiveness',
       summary: 'Liveness probe: the process answers',
       tags,
+      security: [],
       response: { 200: HealthSchema, ...problemResponses() },
     },
   }, async () => ({ status: 'OK' as const }))
 
   fastify.get('/readiness', {
     schema: {
+      operationId: 'getReadiness',
       summary: 'Readiness probe: the server and its database can serve requests',
       tags,
+      security: [],
       response: { 200: ReadinessSchema, ...problemResponses(503) },
     },
   }, async () => {

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 
 export const HealthSchema = Type.Object(
   { status: Type.Literal('OK') },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'The process answers' },
 )
 
 export const ReadinessSchema = Type.Object(
@@ -13,5 +13,5 @@ export const ReadinessSchema = Type.Object(
       { additionalProperties: false },
     )),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Ready: every check passed' },
 )

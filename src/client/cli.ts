@@ -12,15 +12,19 @@ import {
   CLIENT_NAME,
   clientYargsOptions,
   CONFIG_ENV,
+  displayUrl,
   requireSettings,
   resolveSettings,
   seconds,
   type ClientSettings,
 } from './config.js'
-import { ApiError, EXIT_API, EXIT_OK, UsageError } from './errors.js'
+import { ApiError, AuthError, EXIT_API, EXIT_OK, UsageError } from './errors.js'
 import type { HttpOptions } from './http.js'
 import { Output, table, type Io } from './output.js'
-import { accessToken, loginWithClientCredentials, loginWithDevice, logout, type Session } from './session.js'
+import {
+  accessToken, describeLogin, fittingLogins, loginStatus, loginWithClientCredentials, loginWithDevice, logout,
+  rememberedLogin, type Session,
+} from './session.js'
 
 const POLL_ENV = 'MRMAT_CLIENT_POLL_INTERVAL'
 
@@ -46,7 +50,7 @@ function context(argv: Record<string, unknown>, io: Io, state: RunState): Contex
 }
 
 function session(ctx: Context): Session {
-  const settings = requireSettings(ctx.settings, ['server', 'discoveryUrl', 'clientId'])
+  const settings = requireSettings(rememberedLogin(ctx.settings, ctx.io.env), ['server', 'discoveryUrl', 'clientId'])
   return { settings, output: ctx.output, env: ctx.io.env, http: ctx.http }
 }
 
@@ -55,8 +59,8 @@ function session(ctx: Context): Session {
  * for OIDC.
  */
 function api(ctx: Context): Api {
-  const { server } = requireSettings(ctx.settings, ['server'])
-  return new Api(server, ctx.http, async () => accessToken(session(ctx)))
+  const { server } = requireSettings(rememberedLogin(ctx.settings, ctx.io.env), ['server'])
+  return new Api(server, ctx.http, async () => accessToken(session({ ...ctx, settings: { ...ctx.settings, server } })))
 }
 
 function resourceId(value: unknown): number {
@@ -147,6 +151,19 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
         await logout(session(ctx))
       }),
     )
+    .command(
+      ['status', 'whoami'],
+      'Who is logged in to which server, with which scopes, until when (exit 3 when nobody is)',
+      {},
+      run(async (ctx) => {
+        const logins = fittingLogins(ctx.settings, ctx.io.env).map((cached) => loginStatus(cached))
+        if (logins.length === 0) {
+          const where = ctx.settings.server === undefined ? '' : ` to ${displayUrl(ctx.settings.server)}`
+          throw new AuthError(`not logged in${where}: run '${CLIENT_NAME} login' first`)
+        }
+        ctx.output.result(logins.map(describeLogin).join('\n'), { logins })
+      }),
+    )
     // Not [version]: yargs would take that for --version.
     .command('greeting [api-version]', 'Greet: v1 the World, v2 --name, v3 the logged-in caller', (y) => y
       .positional('api-version', {
@@ -213,7 +230,7 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       const health = await api(ctx).health()
       ctx.output.result(printable(health.status), health)
     }))
-    .demandCommand(1, 'name a command: login, logout, greeting, resource or health')
+    .demandCommand(1, 'name a command: login, logout, status, greeting, resource or health')
     .version(packageVersion)
     .alias('h', 'help')
     .strict()

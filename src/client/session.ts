@@ -1,13 +1,15 @@
 import { printable } from '../lib/text.js'
 import { displayUrl, CLIENT_NAME, type ClientSettings } from './config.js'
-import { AuthError, ClientError } from './errors.js'
+import { AuthError, ClientError, UsageError } from './errors.js'
 import type { HttpOptions } from './http.js'
 import {
   clientCredentials, discover, pollForTokens, refresh, requestDeviceCode, revoke, unverifiedClaims,
   type Discovery, type OidcClient, type PollOptions, type Tokens,
 } from './oidc.js'
 import type { Output } from './output.js'
-import { cacheFile, isFresh, readCache, removeCache, writeCache, type CachedTokens } from './token-cache.js'
+import {
+  cacheFile, isFresh, listLogins, readCache, removeCache, withCacheLock, writeCache, type CachedTokens,
+} from './token-cache.js'
 
 /** What login, logout and every authenticated command share: checked settings, where to write, how to talk HTTP. */
 export interface Session {
@@ -153,11 +155,30 @@ export async function logout(session: Session): Promise<void> {
  * login, the client secret). Asks the user to log in only when that is the only way left.
  */
 export async function accessToken(session: Session): Promise<string> {
-  const { settings, output } = session
+  const { settings } = session
   const server = displayUrl(settings.server)
-  const cached = readCache(cachePath(session))
+  const path = cachePath(session)
+  const cached = readCache(path)
   if (cached === undefined) throw new AuthError(`not logged in to ${server}: run ${LOGIN} first`)
   if (isFresh(cached)) return cached.access_token
+  // A renewal waits for one another command may be doing, then uses what that one saved.
+  return withCacheLock(path, session.http.timeoutMs + LOCK_MARGIN_MS, async () => {
+    const current = readCache(path)
+    if (current === undefined) throw new AuthError(`not logged in to ${server}: run ${LOGIN} first`)
+    if (isFresh(current)) {
+      session.output.debug('the access token had expired and another command renewed it')
+      return current.access_token
+    }
+    return renew(session, current)
+  })
+}
+
+/** Beyond one HTTP request's time, how long a command waits for another's renewal. */
+const LOCK_MARGIN_MS = 5_000
+
+async function renew(session: Session, cached: CachedTokens): Promise<string> {
+  const { settings, output } = session
+  const server = displayUrl(settings.server)
   const canRenewAsClient = cached.grant === 'client_credentials' && settings.clientSecret !== undefined
   if (cached.refresh_token === null && !canRenewAsClient) {
     throw new AuthError(`the login to ${server} has expired: run ${LOGIN} to log in again`)
@@ -179,4 +200,77 @@ export async function accessToken(session: Session): Promise<string> {
   }
   output.debug('the access token had expired and was renewed')
   return save(session, cached.grant, tokens, cached).access_token
+}
+
+/** One login as `status` shows it. */
+export interface LoginStatus {
+  server: string
+  user: string | null
+  client_id: string
+  discovery_url: string
+  scopes: string[]
+  /** ISO 8601, or null when the provider did not say. */
+  expires_at: string | null
+  /** Whether the access token has expired (the next command renews it when it can). */
+  expired: boolean
+  renewable: boolean
+}
+
+export function loginStatus(cached: CachedTokens, now = Date.now()): LoginStatus {
+  return {
+    server: displayUrl(new URL(cached.server)),
+    user: cached.user,
+    client_id: cached.client_id,
+    discovery_url: cached.discovery_url,
+    scopes: (cached.scope ?? '').split(' ').filter((scope) => scope !== ''),
+    expires_at: cached.expires_at === null ? null : new Date(cached.expires_at * 1000).toISOString(),
+    expired: !isFresh(cached, now),
+    renewable: cached.refresh_token !== null || cached.grant === 'client_credentials',
+  }
+}
+
+/** "Logged in to URL as alice (client c) with scopes a b, until T", for people; names are escaped. */
+export function describeLogin(login: LoginStatus): string {
+  const who = `Logged in to ${login.server} as ${printable(login.user ?? login.client_id)} `
+    + `(client ${printable(login.client_id)})`
+  const scopes = login.scopes.length === 0 ? 'no scopes' : `scopes ${printable(login.scopes.join(' '))}`
+  const until = login.expires_at === null
+    ? 'with no expiry given'
+    : login.expired
+      ? `expired at ${login.expires_at} (${login.renewable ? 'the next command renews it' : 'log in again'})`
+      : `until ${login.expires_at}`
+  return `${who} with ${scopes}, ${until}`
+}
+
+/**
+ * The settings completed from the logins the cache remembers: a login records its server, discovery URL and client id
+ * (never the secret), so after `login --server S --discovery-url D --client-id C`, `--server S` alone finds D and C,
+ * and with no server at all the one login there is is used. A setting that is given always wins, and only a login
+ * that agrees with every given one is taken; two or more that fit are a question the user must answer.
+ */
+export function rememberedLogin(settings: ClientSettings, env: NodeJS.ProcessEnv): ClientSettings {
+  if (settings.server !== undefined && settings.discoveryUrl !== undefined && settings.clientId !== undefined) {
+    return settings
+  }
+  const fitting = fittingLogins(settings, env)
+  if (fitting.length === 0) return settings
+  const [login] = fitting
+  if (fitting.length > 1 || login === undefined) {
+    const servers = [...new Set(fitting.map((one) => displayUrl(new URL(one.server))))].sort()
+    throw new UsageError(`${String(fitting.length)} remembered logins fit (${servers.join(', ')}): `
+      + 'name the server (and the client id or discovery URL where one server has several)')
+  }
+  return {
+    ...settings,
+    server: settings.server ?? new URL(login.server),
+    discoveryUrl: settings.discoveryUrl ?? new URL(login.discovery_url),
+    clientId: settings.clientId ?? login.client_id,
+  }
+}
+
+/** The remembered logins that fit the given settings (all of them when none is given). */
+export function fittingLogins(settings: ClientSettings, env: NodeJS.ProcessEnv): CachedTokens[] {
+  return listLogins(env).filter((login) => (settings.server === undefined || login.server === settings.server.href)
+    && (settings.discoveryUrl === undefined || login.discovery_url === settings.discoveryUrl.href)
+    && (settings.clientId === undefined || login.client_id === settings.clientId))
 }

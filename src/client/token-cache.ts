@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto'
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
+} from 'node:fs'
 import { dirname, join } from 'node:path'
 import { APP_FOLDER, CLIENT_NAME, xdgDir } from './config.js'
 import { AuthError, ClientError } from './errors.js'
@@ -137,4 +139,68 @@ export function removeCache(path: string): boolean {
 
 export function isFresh(tokens: CachedTokens, now = Date.now()): boolean {
   return tokens.expires_at === null || tokens.expires_at - EXPIRY_MARGIN_SECONDS > now / 1000
+}
+
+/** The logins cached for this user, each with its file; files that cannot be used (damaged, others') are left out. */
+export function listLogins(env: NodeJS.ProcessEnv): (CachedTokens & { path: string })[] {
+  const dir = cacheDir(env)
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  return names.filter((name) => /^tokens-[0-9a-f]{16}\.json$/.test(name)).sort().flatMap((name) => {
+    const path = join(dir, name)
+    try {
+      const cached = readCache(path)
+      return cached === undefined ? [] : [{ ...cached, path }]
+    } catch (error) {
+      if (error instanceof AuthError) return []
+      throw error
+    }
+  })
+}
+
+/** A lock older than this was left by a command that died: no renewal takes so long. */
+const STALE_LOCK_MS = 120_000
+const LOCK_POLL_MS = 50
+
+/**
+ * Runs `work` holding the lock file `<path>.lock` (created exclusively, so one holder at a time, across processes), so
+ * that two commands that find the same token expired do not both renew it: with rotating refresh tokens, the second
+ * renewal would spend a refresh token the first already replaced, and the provider would end the session.
+ */
+export async function withCacheLock<T>(path: string, waitMs: number, work: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600))
+      break
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== 'EEXIST') throw new ClientError(`cannot lock the token cache ${lock}: ${code ?? String(error)}`)
+    }
+    let age: number
+    try {
+      age = Date.now() - statSync(lock).mtimeMs
+    } catch {
+      continue
+    }
+    if (age > STALE_LOCK_MS) {
+      rmSync(lock, { force: true })
+      continue
+    }
+    if (Date.now() > deadline) {
+      throw new ClientError(`another command holds the token cache's lock ${lock}; `
+        + 'if none is running, remove the file')
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
+  }
+  try {
+    return await work()
+  } finally {
+    rmSync(lock, { force: true })
+  }
 }

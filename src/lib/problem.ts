@@ -91,7 +91,42 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   413: 'The request body is too large',
   415: 'The request body has an unsupported media type',
   500: 'An unexpected error; the body carries no internals',
-  503: 'The server or one of its dependencies is not available',
+  503: 'The server is overloaded, or a dependency (the identity provider, for readiness the database) is not available',
+}
+
+/** A response header as the OpenAPI document shows it; `x-required` becomes the header's `required` (openapi.ts). */
+export interface HeaderDoc {
+  type: 'string' | 'integer'
+  description: string
+  format?: string
+  'x-required'?: boolean
+}
+
+/**
+ * The headers an error status carries. 401 always challenges (RFC 6750); 403 only when a scope is missing (a resource
+ * of someone else's is refused without one); 503 says when to retry when the cause passes (load, the provider), not
+ * when readiness fails.
+ */
+const PROBLEM_HEADERS: Record<number, Record<string, HeaderDoc>> = {
+  401: {
+    'WWW-Authenticate': {
+      type: 'string',
+      description: 'The RFC 6750 challenge: `Bearer realm="…"`, with `error="invalid_token"` for a bad token',
+      'x-required': true,
+    },
+  },
+  403: {
+    'WWW-Authenticate': {
+      type: 'string',
+      description: 'When a scope is missing: `Bearer …, error="insufficient_scope", scope="…"`',
+    },
+  },
+  503: {
+    'Retry-After': {
+      type: 'integer',
+      description: 'Seconds to wait before retrying, when the server is overloaded or the identity provider is away',
+    },
+  },
 }
 
 /**
@@ -101,11 +136,22 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
  */
 export function problemResponses(...statuses: number[]): Record<number, unknown> {
   const responses: Record<number, unknown> = {}
-  for (const status of [...statuses, 500]) {
+  for (const status of [...new Set([...statuses, 500])].sort()) {
+    const headers = PROBLEM_HEADERS[status]
     responses[status] = {
       description: PROBLEM_DESCRIPTIONS[status] ?? statusTitle(status),
+      ...(headers === undefined ? {} : { headers }),
       content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
     }
   }
   return responses
+}
+
+/** A JSON success response with the headers it carries, for the routes whose answer is more than a body. */
+export function jsonResponse(
+  description: string,
+  schema: unknown,
+  headers: Record<string, HeaderDoc>,
+): Record<string, unknown> {
+  return { description, headers, content: { 'application/json': { schema } } }
 }

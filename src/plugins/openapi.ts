@@ -19,6 +19,28 @@ function docsCsp(header: string): string {
     .replace("style-src 'self' https:", `style-src 'self' https: ${SWAGGER_LOGO_STYLE}`)
 }
 
+interface HeaderObject { required?: boolean, schema?: Record<string, unknown> }
+
+/**
+ * @fastify/swagger copies a response header's schema whole and has no way to say that the header is always there; a
+ * header schema marked `x-required` (see HeaderDoc) is made a required header instead. Operates on the document in
+ * place: it is generated afresh for each call.
+ */
+function requireMarkedHeaders<T extends object>(document: T): T {
+  const paths = (document as { paths?: Record<string, Record<string, { responses?: Record<string, unknown> }>> }).paths
+  for (const operation of Object.values(paths ?? {}).flatMap((item) => Object.values(item))) {
+    for (const response of Object.values(operation.responses ?? {})) {
+      const headers = (response as { headers?: Record<string, HeaderObject> }).headers ?? {}
+      for (const header of Object.values(headers)) {
+        if (header.schema?.['x-required'] !== true) continue
+        delete header.schema['x-required']
+        header.required = true
+      }
+    }
+  }
+  return document
+}
+
 export interface OpenApiOptions {
   /** Serve Swagger UI at /docs/. On by default. */
   ui?: boolean
@@ -33,10 +55,13 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
   const tags: ApiTag[] = []
   fastify.decorate('openapiTags', tags)
   await fastify.register(swagger, {
-    transformObject: (document) =>
-      ('openapiObject' in document ? { ...document.openapiObject, tags } : document.swaggerObject),
+    transformObject: (document) => ('openapiObject' in document
+      ? requireMarkedHeaders({ ...document.openapiObject, tags })
+      : document.swaggerObject),
     openapi: {
       openapi: '3.1.0',
+      // Relative: the document describes the server that serves it, under whatever name or prefix it is reached.
+      servers: [{ url: '/', description: 'The server that serves this document' }],
       info: {
         title: 'mrmat-ts-api-fastify',
         description: 'A versioned, authenticated, database-backed REST API. Errors are RFC 9457 problem details.',

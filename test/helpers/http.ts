@@ -1,6 +1,7 @@
 import { request, type Agent, type IncomingHttpHeaders } from 'node:http'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
+import { checkConformance } from './conformance.js'
 import { within } from './wait.js'
 
 /** An app, which is sent requests through inject, or the base URL of a server, which is sent them over a socket. */
@@ -97,5 +98,8 @@ export async function send<T = unknown>(target: Target, path: string, options: S
     headers,
     ...(body === undefined ? {} : { payload: body }),
   }), options.timeout ?? TIMEOUT_MS, `${method} ${path}`)
-  return answer<T>(reply.statusCode, flatHeaders(reply.headers), reply.body)
+  const received = answer<T>(reply.statusCode, flatHeaders(reply.headers), reply.body)
+  // Held to the app's own OpenAPI document: an answer it does not describe fails the test that got it.
+  await checkConformance(target, { method, path, headers, body }, received)
+  return received
 }

@@ -9,9 +9,11 @@ const greetingV1: FastifyPluginAsyncTypebox = async (fastify) => {
   const tags = [documentTag(fastify, { name: 'greeting v1', description: 'Greeting API, version 1: Hello World' })]
   fastify.get('/', {
     schema: {
+      operationId: 'getGreetingV1',
       summary: 'Greet the world',
       tags,
-      response: { 200: GreetingSchema, ...problemResponses() },
+      security: [],
+      response: { 200: GreetingSchema, ...problemResponses(503) },
     },
   }, async () => ({ message: 'Hello World' }))
 }

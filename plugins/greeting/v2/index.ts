@@ -9,10 +9,12 @@ const greetingV2: FastifyPluginAsyncTypebox = async (fastify) => {
   const tags = [documentTag(fastify, { name: 'greeting v2', description: 'Greeting API, version 2: greets by name' })]
   fastify.get('/', {
     schema: {
+      operationId: 'getGreetingV2',
       summary: 'Greet someone by name',
       tags,
+      security: [],
       querystring: GreetingQuerySchema,
-      response: { 200: GreetingSchema, ...problemResponses(400) },
+      response: { 200: GreetingSchema, ...problemResponses(400, 503) },
     },
   }, async (request) => {
     const name = request.query.name?.trim()

@@ -13,6 +13,7 @@ const greetingV3: FastifyPluginAsyncTypebox = async (fastify) => {
   })]
   fastify.get('/', {
     schema: {
+      operationId: 'getGreetingV3',
       summary: 'Greet the caller named by their bearer token',
       tags,
       security: [{ bearerAuth: [] }],

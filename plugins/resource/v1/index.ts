@@ -2,9 +2,9 @@ import fp from 'fastify-plugin'
 import { documentTag } from '#src/lib/openapi-tags.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { identityOf } from '#src/plugins/auth/identity.js'
-import { HttpProblem, problemResponses } from '#src/lib/problem.js'
+import { HttpProblem, jsonResponse, problemResponses } from '#src/lib/problem.js'
 import { absoluteUrl } from '#src/lib/urls.js'
-import { DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
+import { DEFAULT_PAGE_SIZE, DEFAULT_READ_SCOPE, DEFAULT_WRITE_SCOPE } from './contract.js'
 import type { Caller, ResourceRepository } from './repository.js'
 import {
   ResourceIdParamsSchema,
@@ -65,15 +65,21 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
 
   fastify.get('/', {
     schema: {
+      operationId: 'listResourcesV1',
       summary: 'List resources, a page at a time',
       description: 'All resources, ordered by id. Follow `next` (or the Link header) for the next page.',
       tags,
       security: read,
       querystring: ResourceListQuerySchema,
-      response: { 200: ResourceListSchema, ...problemResponses(400, 401, 403, 503) },
+      response: {
+        200: jsonResponse('A page of resources', ResourceListSchema, {
+          Link: { type: 'string', description: 'The next page, `<url>; rel="next"`, unless this is the last' },
+        }),
+        ...problemResponses(400, 401, 403, 503),
+      },
     },
   }, async (request, reply) => {
-    const { after, limit } = request.query
+    const { after = 0, limit = DEFAULT_PAGE_SIZE } = request.query
     // One row more than the page says whether there is a next page, without a count.
     const rows = await repository.list(after, limit + 1)
     const page = rows.slice(0, limit)
@@ -87,6 +93,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
 
   fastify.get('/:id', {
     schema: {
+      operationId: 'getResourceV1',
       summary: 'Get one resource',
       tags,
       security: read,
@@ -102,11 +109,17 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   fastify.post('/', {
     bodyLimit,
     schema: {
+      operationId: 'createResourceV1',
       summary: 'Create a resource owned by the caller',
       tags,
       security: write,
       body: ResourceNameSchema,
-      response: { 201: ResourceSchema, ...problemResponses(400, 401, 403, 409, 413, 415, 503) },
+      response: {
+        201: jsonResponse('Created', ResourceSchema, {
+          Location: { type: 'string', format: 'uri', description: 'The new resource\'s URL', 'x-required': true },
+        }),
+        ...problemResponses(400, 401, 403, 409, 413, 415, 503),
+      },
     },
   }, async (request, reply) => {
     const created = await repository.create(caller(request), request.body.name.trim())
@@ -116,6 +129,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
   fastify.put('/:id', {
     bodyLimit,
     schema: {
+      operationId: 'renameResourceV1',
       summary: 'Rename a resource the caller owns',
       tags,
       security: write,
@@ -132,6 +146,7 @@ const resourceV1: FastifyPluginAsyncTypebox<ResourceV1Options> = async (fastify,
 
   fastify.delete('/:id', {
     schema: {
+      operationId: 'deleteResourceV1',
       summary: 'Delete a resource the caller owns',
       tags,
       security: write,

@@ -9,19 +9,21 @@ export const ResourceIdParamsSchema = Type.Object({
   id: Type.Integer({ minimum: 1, maximum: MAX_RESOURCE_ID, description: 'The resource id' }),
 })
 
+// Optional, with defaults: a plain GET lists the first page. (Left required, the document would say a client must send
+// them, and a validating proxy in front of the server would refuse a GET without them.)
 export const ResourceListQuerySchema = Type.Object({
-  limit: Type.Integer({
+  limit: Type.Optional(Type.Integer({
     minimum: 1,
     maximum: MAX_PAGE_SIZE,
     default: DEFAULT_PAGE_SIZE,
     description: 'Most resources in one page',
-  }),
-  after: Type.Integer({
+  })),
+  after: Type.Optional(Type.Integer({
     minimum: 0,
     maximum: MAX_RESOURCE_ID,
     default: 0,
     description: 'Only resources with an id above this (the cursor)',
-  }),
+  })),
 })
 
 export const ResourceNameSchema = Type.Object(
