@@ -27,8 +27,20 @@ function findPackageRoot(): string {
 
 export const packageRoot = findPackageRoot()
 
-const packageJson = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
-export const packageVersion = packageJson.version
+/** The version of a build nobody stamped, as the seed's: sources run directly, or a build without MRMAT_VERSION. */
+export const DEV_VERSION = '0.0.0.dev0'
+
+/**
+ * The build's version, which --version and the OpenAPI document show: scripts/stamp-version.mjs writes it
+ * beside the compiled module from MRMAT_VERSION at build time. The sources have no such file.
+ */
+function buildVersion(): string {
+  const file = join(dirname(fileURLToPath(import.meta.url)), 'version.json')
+  if (!existsSync(file)) return DEV_VERSION
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
+}
+
+export const packageVersion = buildVersion()
 
 export function migrationsFolder(dialect: 'sqlite' | 'postgres'): string {
   return join(packageRoot, 'drizzle', dialect)
