@@ -168,15 +168,29 @@ if (requirePart(t, hasHelm, `helm (${helm}; HELM names it)`)) {
     const name = uniqueName('kube')
     for (const manifest of played) manifest.metadata.name = name
     const deployment = played.find((m) => m.kind === 'Deployment') as Manifest & { spec: DeploymentSpec }
-    const podSpec = deployment.spec.template.spec as unknown as { volumes: { configMap?: { name: string } }[] }
-    const volumes = podSpec.volumes
-    for (const volume of volumes) if (volume.configMap !== undefined) volume.configMap.name = name
+    const podSpec = deployment.spec.template.spec as unknown as {
+      volumes: { configMap?: { name: string } }[]
+      containers: (Container & { ports?: unknown[], [probe: string]: unknown })[]
+    }
+    for (const volume of podSpec.volumes) if (volume.configMap !== undefined) volume.configMap.name = name
+    // podman kube play publishes every containerPort on the host's port of the same number (8080 here, which
+    // anything may hold): the port stays unpublished, and the probes name it by number instead of by name.
+    for (const container of podSpec.containers) {
+      delete container.ports
+      for (const probe of [container.startupProbe, container.livenessProbe, container.readinessProbe]) {
+        (probe.httpGet as unknown as { port: number | string }).port = 8080
+      }
+    }
     const file = join(t.testdir(), 'rendered.yaml')
     writeFileSync(file, played.map((m) => JSON.stringify(m)).join('\n---\n'))
-    t.teardown(async () => { await run(image.engine, ['kube', 'down', file]) })
+    t.teardown(async () => {
+      await run(image.engine, ['pod', 'rm', '-f', '-t', '0', `${name}-pod-0`])
+      await run(image.engine, ['volume', 'rm', '-f', name])
+    })
     const play = await run(image.engine, ['kube', 'play', file], 180_000)
     t.equal(play.code, 0, `kube play: ${play.stdout}${play.stderr}`)
-    const container = `${name}-pod-api`
+    // A Deployment's pods are <name>-pod-<n>, their containers <pod>-<container>.
+    const container = `${name}-pod-0-api`
     const fetchPath = (path: string) => ['exec', container, 'node', '-e',
       `fetch("http://127.0.0.1:8080${path}").then((r) => { console.log(r.status); process.exit(r.ok ? 0 : 1) },`
       + ' () => process.exit(2))']

@@ -23,11 +23,15 @@ const COUNT_MIGRATIONS = 'const D = require("/app/node_modules/better-sqlite3");
 const image = await builtImage(t)
 if (image !== undefined) {
   const { engine } = image
+  interface Healthcheck { Test: string[] }
   const inspect = JSON.parse(await output(engine, ['image', 'inspect', image.image])) as [{
     Size: number
-    Config: { User: string, Labels: Record<string, string>, Healthcheck?: { Test: string[] } }
+    // podman shows the HEALTHCHECK beside Config, docker inside it.
+    Healthcheck?: Healthcheck
+    Config: { User: string, Labels: Record<string, string>, Healthcheck?: Healthcheck }
   }]
-  const [{ Size: size, Config: config }] = inspect
+  const [{ Size: size, Config: config, Healthcheck: podmanHealthcheck }] = inspect
+  const healthcheck = podmanHealthcheck ?? config.Healthcheck
   t.comment(`image ${image.image}: ${(size / 1e6).toFixed(0)} MB, built in ${image.buildSeconds.toFixed(0)} s`)
 
   t.test('the image: small, labelled with the build\'s version, a non-root user, a HEALTHCHECK', async (t) => {
@@ -39,7 +43,7 @@ if (image !== undefined) {
       'org.opencontainers.image.source': /^https:\/\//,
     })
     t.equal(config.User, '1000:1000')
-    t.match(config.Healthcheck?.Test, ['CMD', 'node', '-e', /healthz\/liveness/])
+    t.match(healthcheck?.Test, ['CMD', 'node', '-e', /healthz\/liveness/])
     const tools = await run(engine, ['run', '--rm', '--entrypoint', 'sh', image.image, '-c',
       'command -v npm; command -v gcc; command -v python3; ls /app/node_modules/better-sqlite3/deps 2>/dev/null; true'])
     t.same([tools.code, tools.stdout], [0, ''], 'no npm, no compiler, no sources of the native module')
@@ -84,7 +88,7 @@ if (image !== undefined) {
     t.equal(tmp.code, 0, 'the tmpfs is writable')
 
     const health = await run(engine, isPodman(engine) ? ['healthcheck', 'run', name]
-      : ['exec', name, ...config.Healthcheck?.Test.slice(1) ?? []])
+      : ['exec', name, ...healthcheck?.Test.slice(1) ?? []])
     t.equal(health.code, 0, `the HEALTHCHECK passes ${health.stdout}${health.stderr}`)
 
     const first = await output(engine, ['exec', name, 'node', '-e', COUNT_MIGRATIONS])
