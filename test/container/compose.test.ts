@@ -57,6 +57,7 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
   t.teardown(async () => {
     await composeRun(['down', '-v'])
     await run(engine, ['volume', 'rm', '-f', `${project}_postgres-data`])
+    await run(engine, ['network', 'rm', '-f', `${project}_default`])
   })
 
   const base = `http://127.0.0.1:${String(port)}`
