@@ -42,13 +42,13 @@ COPY plugins/ plugins/
 COPY drizzle/ drizzle/
 
 # The release's version, set by the build orchestrator (CI passes the git tag); the build stamps it into
-# dist/src/lib/version.json, which --version and the OpenAPI document show. Declared after the sources'
-# layers' inputs so that another version reuses the `npm ci` layer.
+# dist/src/lib/version.json, which --version and the OpenAPI document show. Declared here, after
+# `npm ci`, so that a build of another version reuses that layer.
 ARG MRMAT_VERSION=0.0.0.dev0
 
-# npm pack runs prepack (a clean build of dist/, stamped with MRMAT_VERSION) and writes the tarball that would be published, so
-# the image holds exactly the files the package ships (package.json "files"): dist/src, dist/plugins,
-# drizzle/ (the migrations the server applies at start), package.json and the README.
+# npm pack runs prepack (a clean build of dist/, stamped with MRMAT_VERSION) and writes the tarball
+# that would be published, so the image holds exactly the files the package ships (package.json
+# "files"): dist/src, dist/plugins, drizzle/ (the migrations applied at start), package.json, README.
 RUN npm pack --pack-destination /tmp \
     && mkdir /app \
     && tar -xzf /tmp/mrmat-ts-api-fastify-*.tgz -C /app --strip-components=1
@@ -56,7 +56,7 @@ RUN npm pack --pack-destination /tmp \
 # The same node_modules, less the dev dependencies: the native addon built above stays, so the
 # runtime stage needs no compiler. The lockfile pins every transitive version, as in development.
 # better-sqlite3 keeps its SQLite amalgamation, its C++ sources and the compiler's object files beside
-# the one .node file it loads (~40 MB): only build/Release/better_sqlite3.node and lib/ are used.
+# the one .node file it loads: only build/Release/better_sqlite3.node and lib/ are used at run time.
 RUN npm prune --omit=dev --no-audit --no-fund \
     && cd node_modules/better-sqlite3 \
     && rm -rf deps src build/deps build/Release/obj build/Release/obj.target build/Release/.deps \
@@ -72,6 +72,7 @@ FROM ${NODE_IMAGE} AS node
 # no npm, no cache.
 FROM ${RUNTIME_IMAGE} AS runtime
 
+ARG RUNTIME_IMAGE
 ARG MRMAT_VERSION=0.0.0.dev0
 # What registries and scanners show (OCI image annotations); the version is the one --version prints.
 LABEL org.opencontainers.image.title="mrmat-ts-api-fastify" \
@@ -79,7 +80,7 @@ LABEL org.opencontainers.image.title="mrmat-ts-api-fastify" \
       org.opencontainers.image.version="${MRMAT_VERSION}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://github.com/MrMatAP/mrmat-ts-api-fastify" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 

@@ -41,6 +41,7 @@ if (image !== undefined) {
       'org.opencontainers.image.version': IMAGE_VERSION,
       'org.opencontainers.image.licenses': 'MIT',
       'org.opencontainers.image.source': /^https:\/\//,
+      'org.opencontainers.image.base.name': /debian:bookworm-slim$/,
     })
     t.equal(config.User, '1000:1000')
     t.match(healthcheck?.Test, ['CMD', 'node', '-e', /healthz\/liveness/])
