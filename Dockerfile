@@ -2,17 +2,20 @@
 #
 # The API server as a container image:
 #
-#   docker build -t mrmat-ts-api-fastify .
-#   docker run -p 8080:8080 -v mrmat-data:/var/lib/mrmat mrmat-ts-api-fastify
+#   docker build --build-arg MRMAT_VERSION=1.2.3 -t mrmat-ts-api-fastify:1.2.3 .
+#   docker run -p 8080:8080 -v mrmat-data:/var/lib/mrmat mrmat-ts-api-fastify:1.2.3
 #
-# Two stages, so that compilers, TypeScript and the test tools never reach the image that runs.
-# test/package.test.ts reproduces what this file does without a Docker engine: it packs the package,
-# installs it with production dependencies only, starts the installed bin and checks healthz and
-# the migrations.
+# Two stages, so that compilers, TypeScript, npm and the test tools never reach the image that runs.
+# test/container/image.test.ts builds this very file and runs the image (read-only, as uid 1000, the
+# HEALTHCHECK, SIGTERM, a restart on the same volume, --version).
 
 # Debian (glibc) rather than Alpine: better-sqlite3 and Node's own binaries are built and tested on
-# glibc. The same base in both stages, so the native module built in the first runs in the second.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# glibc. The runtime is plain Debian slim with only the node binary of the Node image copied in: the
+# Node image also carries npm, corepack, yarn and C headers, which the server never uses (~50 MB, and
+# npm's own dependencies are most of the image's CVE reports). Both images are the same Debian release,
+# so the node binary and the native module built in the first stage run in the second.
+ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------------
 # build: all dependencies, the TypeScript compile, and the production node_modules.
@@ -33,27 +36,54 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json README.md ./
+COPY scripts/stamp-version.mjs scripts/bundle.mjs scripts/
 COPY src/ src/
 COPY plugins/ plugins/
 COPY drizzle/ drizzle/
-COPY scripts/bundle.mjs scripts/
 
-# npm pack runs prepack (a clean build of dist/) and writes the tarball that would be published, so
-# the image holds exactly the files the package ships (package.json "files"): dist/cli (the bundled command
-# lines), dist/src, dist/plugins,
-# drizzle/ (the migrations the server applies at start), package.json and the README.
+# The release's version, set by the build orchestrator (CI passes the git tag); the build stamps it into
+# dist/src/lib/version.json, which --version and the OpenAPI document show. Declared here, after
+# `npm ci`, so that a build of another version reuses that layer.
+ARG MRMAT_VERSION=0.0.0.dev0
+
+# npm pack runs prepack (a clean build of dist/, stamped with MRMAT_VERSION) and writes the tarball
+# that would be published, so the image holds exactly the files the package ships (package.json
+# "files"): dist/cli (the bundled command lines), dist/src, dist/plugins, drizzle/ (the migrations
+# applied at start), package.json, README.
 RUN npm pack --pack-destination /tmp \
     && mkdir /app \
     && tar -xzf /tmp/mrmat-ts-api-fastify-*.tgz -C /app --strip-components=1
 
 # The same node_modules, less the dev dependencies: the native addon built above stays, so the
 # runtime stage needs no compiler. The lockfile pins every transitive version, as in development.
+# better-sqlite3 keeps its SQLite amalgamation, its C++ sources and the compiler's object files beside
+# the one .node file it loads: only build/Release/better_sqlite3.node and lib/ are used at run time.
 RUN npm prune --omit=dev --no-audit --no-fund \
-    && mv node_modules /app/node_modules
+    && cd node_modules/better-sqlite3 \
+    && rm -rf deps src build/deps build/Release/obj build/Release/obj.target build/Release/.deps \
+        build/Release/test_extension.node \
+    && cd /build && mv node_modules /app/node_modules
 
 # ---------------------------------------------------------------------------------------------------
-# runtime: Node, the package and its production dependencies; no compiler, no npm cache.
-FROM ${NODE_IMAGE} AS runtime
+# node: the Node image again, only to copy its node binary from (an ARG cannot be used in COPY --from).
+FROM ${NODE_IMAGE} AS node
+
+# ---------------------------------------------------------------------------------------------------
+# runtime: Debian slim, the node binary, the package and its production dependencies; no compiler,
+# no npm, no cache.
+FROM ${RUNTIME_IMAGE} AS runtime
+
+ARG RUNTIME_IMAGE
+ARG MRMAT_VERSION=0.0.0.dev0
+# What registries and scanners show (OCI image annotations); the version is the one --version prints.
+LABEL org.opencontainers.image.title="mrmat-ts-api-fastify" \
+      org.opencontainers.image.description="A versioned, authenticated, database-backed REST API on Fastify 5" \
+      org.opencontainers.image.version="${MRMAT_VERSION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://github.com/MrMatAP/mrmat-ts-api-fastify" \
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
+
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
 
 # The server's defaults for a container, as MRMAT_* variables so that `docker run -e` overrides any of
 # them without repeating the rest: every interface (the CLI's default, localhost, is unreachable from
@@ -67,12 +97,15 @@ ENV NODE_ENV=production \
 # Owned by root and so read-only to the server: a compromised process cannot rewrite its own code.
 COPY --from=build /app /app
 
-# The node image's own unprivileged user (uid 1000) owns the instance directory and nothing else.
-# Docker copies this ownership into a new named volume mounted here.
-RUN mkdir -p /var/lib/mrmat && chown node:node /var/lib/mrmat
+# An unprivileged user, uid 1000 as in the Node image, owns the instance directory and nothing else.
+# Docker and podman copy this ownership into a new named volume mounted here. A Debian base without
+# the user (the official debian image) gets it; one that has it already (a stand-in) keeps it.
+RUN { getent passwd node >/dev/null \
+      || { groupadd --gid 1000 node && useradd --uid 1000 --gid node --no-create-home --shell /usr/sbin/nologin node; }; } \
+    && mkdir -p /var/lib/mrmat && chown node:node /var/lib/mrmat
 VOLUME ["/var/lib/mrmat"]
 
-USER node
+USER 1000:1000
 WORKDIR /app
 EXPOSE 8080
 

@@ -3,9 +3,11 @@ import { join } from 'node:path'
 import Sqlite from 'better-sqlite3'
 import t from 'tap'
 import { parseCommandLine } from '#src/cli/main.js'
+import { DEV_VERSION } from '#src/lib/package-info.js'
 import { CLI_NAME, USAGE_HINT, runCli, startCli, stderrLines } from './helpers/cli.js'
 import { send } from './helpers/http.js'
-import { logLines, occupiedPort } from './helpers/process.js'
+import { ROOT } from './helpers/build.js'
+import { Child, logLines, occupiedPort } from './helpers/process.js'
 
 // The server's CLI as a process (the compiled package): exit codes, what reaches stdout and stderr, signals, files.
 // What a command line means is tested in-process, in cli.test.ts.
@@ -15,7 +17,6 @@ const DEFAULT_INSTANCE = join('var', 'instance')
 const LOCAL = ['--host', '127.0.0.1']
 
 const readJson = (relative: string): unknown => JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8'))
-const { version } = readJson('../package.json') as { version: string }
 const migrationCount = (readJson('../drizzle/sqlite/meta/_journal.json') as { entries: unknown[] }).entries.length
 
 function withSqlite<T>(file: string, read: (db: Sqlite.Database) => T): T {
@@ -35,7 +36,21 @@ t.test('--help and --version print what parseCommandLine gives and exit 0', asyn
   const [help, versionRun] = await Promise.all([runCli(t, ['--help'], { cwd }), runCli(t, ['--version'], { cwd })])
   const usage = await parseCommandLine(['--help'], {})
   t.same([help.code, help.stdout, help.stderr], [0, `${'output' in usage ? usage.output : ''}\n`, ''], '--help')
-  t.same([versionRun.code, versionRun.stdout, versionRun.stderr], [0, `${version}\n`, ''], '--version')
+  t.same([versionRun.code, versionRun.stdout, versionRun.stderr], [0, `${DEV_VERSION}\n`, ''], '--version')
+})
+
+t.test('the build stamps MRMAT_VERSION as the version, and refuses one that could not be a tag or label', async (t) => {
+  const stamp = async (version: string | undefined) => {
+    const out = t.testdir()
+    const run = await new Child(t, process.execPath, [join(ROOT, 'scripts', 'stamp-version.mjs'), out], {
+      env: version === undefined ? {} : { MRMAT_VERSION: version }, coverage: false,
+    }).waitForExit()
+    const file = join(out, 'version.json')
+    return { code: run.code, stderr: run.stderr, stamped: existsSync(file) ? readFileSync(file, 'utf8') : undefined }
+  }
+  t.match(await stamp('1.2.3-rc.1'), { code: 0, stamped: '{"version":"1.2.3-rc.1"}\n' })
+  t.match(await stamp(undefined), { code: 0, stamped: `{"version":"${DEV_VERSION}"}\n` }, 'unset: the development one')
+  t.match(await stamp('1.2.3 $(id)'), { code: 2, stamped: undefined, stderr: /MRMAT_VERSION "1\.2\.3 \$\(id\)" is not a version/ })
 })
 
 t.test('a bad value is one line on stderr naming it, a usage hint, and exit code 2', async (t) => {

@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { DEFAULT_DATABASE_FILE, type ServerConfig } from '#src/cli/config.js'
 import { parseCommandLine } from '#src/cli/main.js'
+import { DEV_VERSION } from '#src/lib/package-info.js'
 import { describeDatabase } from '#src/plugins/database/url.js'
 import { build } from './helpers/app.js'
 import { CLI_NAME } from './helpers/cli.js'
@@ -11,7 +12,6 @@ import { send } from './helpers/http.js'
 // What a command line means, in-process: parseCommandLine(args, env) parses and checks it without running anything.
 // What only the process shows (exit codes, output, signals) is in cli-process.test.ts.
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
 /** The configuration a command line gives, or a failure naming the arguments. */
 async function configOf(args: string[], env: Record<string, string> = {}): Promise<ServerConfig> {
@@ -45,8 +45,8 @@ t.test('--help lists every option with its default and every command', async (t)
   t.match(help, /^ +mrmat-ts-api-fastify serve .*\[default\]$/m, 'serve is the default command')
 })
 
-t.test('--version is the version of package.json', async (t) => {
-  t.equal(await outputOf(['--version']), version)
+t.test('--version is the build\'s version: from the sources, the development one', async (t) => {
+  t.equal(await outputOf(['--version']), DEV_VERSION)
 })
 
 t.test('serve is the default command; migrate and openapi are commands of their own', async (t) => {

@@ -30,6 +30,7 @@ const DEV_ONLY = [
   'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
   '@types/pg', '@types/better-sqlite3',
 ]
+const RELEASE_VERSION = '3.2.1-pack.1'
 const PACK_TIMEOUT_MS = 120_000
 const INSTALL_TIMEOUT_MS = 120_000
 const STEP_TIMEOUT_MS = 60_000
@@ -38,8 +39,9 @@ const STEP_TIMEOUT_MS = 60_000
  * A program run to its end, its output returned; a failure or a timeout rejects with all it printed. Its environment
  * has none of tap's loader or coverage, npm's lifecycle or the MRMAT_* settings (see childEnv).
  */
-async function run(file: string, args: string[], cwd: string, timeout: number): Promise<ChildResult> {
-  const result = await new Child(t, file, args, { cwd, coverage: false }).waitForExit(timeout)
+async function run(file: string, args: string[], cwd: string, timeout: number,
+  env: Record<string, string> = {}): Promise<ChildResult> {
+  const result = await new Child(t, file, args, { cwd, coverage: false, env }).waitForExit(timeout)
   if (result.code !== 0) {
     throw new Error(`${[file, ...args].join(' ')} in ${cwd} exited ${String(result.code ?? result.signal)}\n`
       + `--- stdout\n${result.stdout}--- stderr\n${result.stderr}`)
@@ -66,7 +68,7 @@ async function packAndInstall(): Promise<Installed> {
   mkdirSync(stage)
   const sources = [
     'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
-    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs',
+    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/stamp-version.mjs',
   ]
   mkdirSync(join(stage, 'scripts'))
   for (const entry of sources) {
@@ -75,7 +77,9 @@ async function packAndInstall(): Promise<Installed> {
   symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir')
   const pack = join(work, 'pack')
   mkdirSync(pack)
-  await run('npm', ['pack', '--pack-destination', pack, '--loglevel', 'error'], stage, PACK_TIMEOUT_MS)
+  // As a release build: the orchestrator's MRMAT_VERSION is the version the installed bins print.
+  await run('npm', ['pack', '--pack-destination', pack, '--loglevel', 'error'], stage, PACK_TIMEOUT_MS,
+    { MRMAT_VERSION: RELEASE_VERSION })
   const tarball = join(pack, `${NAME}-${manifest.version}.tgz`)
   if (!existsSync(tarball)) throw new Error(`npm pack wrote no ${tarball}`)
 
@@ -145,7 +149,7 @@ t.test('installed with production dependencies only: both bins, no dev dependenc
   }
   for (const dev of DEV_ONLY) t.notOk(existsSync(join(host, 'node_modules', dev)), `${dev} is not installed`)
   const { stdout } = await run(join(host, 'node_modules', '.bin', NAME), ['--version'], host, STEP_TIMEOUT_MS)
-  t.equal(stdout, `${manifest.version}\n`, '--version prints the version')
+  t.equal(stdout, `${RELEASE_VERSION}\n`, '--version prints the version the build was given (MRMAT_VERSION)')
 })
 
 t.test('the installed server migrates its SQLite database at start and answers healthz', async (t) => {
