@@ -164,7 +164,7 @@ t.test('Swagger UI at /docs/ lists every operation and runs greeting v2 from "Tr
     }
   })
 
-  const op = page.locator('#operations-greeting_v2-get_api_greeting_v2')
+  const op = page.locator('#operations-greeting_v2-getGreetingV2')
   const nameInput = op.locator('tr[data-param-name="name"][data-param-in="query"] input')
   const liveResponse = op.locator('.live-responses-table tbody tr.response')
 
@@ -229,7 +229,7 @@ t.test('Swagger UI at /docs, without the trailing slash, renders too', async (t)
   const res = await page.goto(`${url}/docs`)
   t.equal(res?.status(), 200, '/docs answers 200 without a redirect')
   t.equal(page.url(), `${url}/docs`, 'the address stays /docs')
-  await page.locator('#operations-greeting_v2-get_api_greeting_v2').waitFor({ state: 'visible' })
+  await page.locator('#operations-greeting_v2-getGreetingV2').waitFor({ state: 'visible' })
   const { operations } = await documentedOperations(app)
   const documented = operations.map((op) => `${op.method} ${op.path}`).sort()
   t.same(await renderedOperations(page), documented, 'every operation is listed')

@@ -16,6 +16,8 @@ import { pollUntil } from '../helpers/wait.js'
 
 const OVERLOAD_S = sized(5, 20)
 const RECOVERY_MS = 5_000
+/** Below this p99, with no timeout, twice the capacity was absorbed rather than left to pile up: no shedding needed. */
+const ABSORBED_P99_MS = 1_000
 
 function rssMiB(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${String(pid)}/status`, 'utf8'))
@@ -93,10 +95,14 @@ for (const workers of [1, 2]) {
       `${String(writes.filter((w) => w.status === 503).length)}× 503; quiet latency ${normal.toFixed(1)} ms, ` +
       `normal again ${String(recoveredAfter)} ms after the load stopped`)
 
-    // A known gap, reported rather than hidden: one process on a 2-core machine shared with its load generator
-    // sometimes keeps its mean event-loop delay under the limit while its clients wait seconds in the kernel's
-    // queues (p99 2.3 s seen, no 503), since under-pressure measures the loop, not the queue.
-    t.ok(shed > 0, 'the server shed load with 503', workers === 1
+    // What a client must see under twice the capacity: the excess refused with 503 and Retry-After, or absorbed with
+    // every request answered in reasonable time (on a quiet machine --workers 2 kept p99 under 200 ms without
+    // shedding, which is as good). A known gap, reported rather than hidden: one process on a 2-core machine shared
+    // with its load generator sometimes keeps its mean event-loop delay under the limit while its clients wait
+    // seconds in the kernel's queues (p99 2.3 s seen, no 503), since under-pressure measures the loop, not the queue.
+    const absorbed = overload.timeouts === 0 && overload.latency.p99 < ABSORBED_P99_MS
+    t.ok(shed > 0 || absorbed, `the excess was shed with 503 (${String(shed)}) or absorbed (p99 `
+      + `${String(overload.latency.p99)} ms, ${String(overload.timeouts)} timeouts)`, workers === 1
       ? { todo: 'one process does not always shed: under-pressure sees the event loop, not the accept queue' }
       : {})
     t.notOk(overload.statusCodeStats?.['500'], 'no 500')
