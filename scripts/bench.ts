@@ -397,31 +397,23 @@ try {
   await runConfig('--workers 2', ['--workers', '2'], baselineUrl, provider,
     SCENARIOS.filter((s) => s.name === 'greeting v1' || s.name === 'resource get by id'))
 
-  const postgres = onlyConfig === '' || 'PostgreSQL'.includes(onlyConfig) ? await postgresDatabase() : undefined
-  if (postgres !== undefined) {
-    const pgScenarios = SCENARIOS.filter((s) => s.name === 'resource get by id' || s.name === 'resource create')
+  /** A database's configurations, with and without the access log, against its driver running alone. */
+  const onDatabase = async (name: string, driverName: string, url: string | undefined): Promise<void> => {
+    if (url === undefined) return
+    const scenarios = SCENARIOS.filter((s) => s.name === 'resource get by id' || s.name === 'resource create')
     const limit = async (s: Scenario, baseline: number, c: Context): Promise<number> => {
-      const driver = await driverLoop(postgres, s.name === 'resource create' ? 'create' : 'get', c.resourceId)
-      out(`    the pg driver alone: ${Math.round(driver)} queries/s`)
+      const driver = await driverLoop(url, s.name === 'resource create' ? 'create' : 'get', c.resourceId)
+      out(`    the ${driverName} driver alone: ${Math.round(driver)} queries/s`)
       return 1 / (1 / baseline + 1 / driver)
     }
-    await runConfig('PostgreSQL', ['--db', postgres], baselineUrl, provider, pgScenarios, limit)
-    await runConfig('PostgreSQL, access log off', ['--db', postgres, '--no-access-log'], baselineUrl, provider,
-      pgScenarios, limit)
+    await runConfig(name, ['--db', url], baselineUrl, provider, scenarios, limit)
+    await runConfig(`${name}, access log off`, ['--db', url, '--no-access-log'], baselineUrl, provider, scenarios,
+      limit)
   }
-
-  const mysqlUrl = onlyConfig === '' || 'MySQL'.includes(onlyConfig) ? await mysqlDatabase() : undefined
-  if (mysqlUrl !== undefined) {
-    const mysqlScenarios = SCENARIOS.filter((s) => s.name === 'resource get by id' || s.name === 'resource create')
-    const limit = async (s: Scenario, baseline: number, c: Context): Promise<number> => {
-      const driver = await driverLoop(mysqlUrl, s.name === 'resource create' ? 'create' : 'get', c.resourceId)
-      out(`    the mysql2 driver alone: ${Math.round(driver)} queries/s`)
-      return 1 / (1 / baseline + 1 / driver)
-    }
-    await runConfig('MySQL', ['--db', mysqlUrl], baselineUrl, provider, mysqlScenarios, limit)
-    await runConfig('MySQL, access log off', ['--db', mysqlUrl, '--no-access-log'], baselineUrl, provider,
-      mysqlScenarios, limit)
-  }
+  await onDatabase('PostgreSQL', 'pg',
+    onlyConfig === '' || 'PostgreSQL'.includes(onlyConfig) ? await postgresDatabase() : undefined)
+  await onDatabase('MySQL', 'mysql2',
+    onlyConfig === '' || 'MySQL'.includes(onlyConfig) ? await mysqlDatabase() : undefined)
 
   const mix = rows.find((r) => r.config === 'default' && r.scenario === 'resource mix 80/20')
   const machine = `${String(cpus().length)} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, `
