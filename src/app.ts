@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import type { Registry } from 'prom-client'
 import healthz from '#plugins/healthz/index.js'
 import greetingV1 from '#plugins/greeting/v1/index.js'
 import greetingV2 from '#plugins/greeting/v2/index.js'
@@ -15,6 +16,7 @@ import problemDetails from './plugins/problem-details.js'
 import readiness from './plugins/readiness.js'
 import requestId from './plugins/request-id.js'
 import shutdown from './plugins/shutdown.js'
+import type { TracingOptions } from './plugins/tracing.js'
 import { createServer, type AppSettings, type ServerSettings } from './server.js'
 
 /** What the API as a plugin takes: the settings it shares with the CLI, and what a program hands it. */
@@ -36,6 +38,15 @@ export interface ApiOptions extends AppSettings {
    * called. Off by default; the CLI turns it on.
    */
   shutdownReadiness?: boolean
+  /** With `metrics`: the registry to fill (a new one by default), for a caller that serves it itself. */
+  metricsRegistry?: Registry
+  /** With `metrics`: answer GET /metrics on this server (hidden from the OpenAPI document). On by default. */
+  serveMetrics?: boolean
+  /**
+   * OpenTelemetry spans for requests, token checks and database statements (the tracing plugin), to the global tracer
+   * provider or the one given. Off by default; its modules are loaded only when on.
+   */
+  tracing?: boolean | TracingOptions
 }
 
 /**
@@ -47,8 +58,21 @@ async function api(fastify: FastifyInstance, options: ApiOptions): Promise<void>
   // The APIs speak JSON only: a text/plain body is a 415, not a string for the validator to reject.
   fastify.removeContentTypeParser('text/plain')
 
+  if (options.tracing !== undefined && options.tracing !== false) {
+    // First: the request's span is opened before any other hook runs.
+    const { default: tracing } = await import('./plugins/tracing.js')
+    await fastify.register(tracing, options.tracing === true ? {} : options.tracing)
+  }
   await fastify.register(requestId)
   await fastify.register(problemDetails)
+  if (options.metrics === true) {
+    // Before the plugins that report to it (load shedding, auth, the database); prom-client is loaded only then.
+    const { default: metrics } = await import('./plugins/metrics.js')
+    await fastify.register(metrics, {
+      ...(options.metricsRegistry === undefined ? {} : { registry: options.metricsRegistry }),
+      ...(options.serveMetrics === false ? { path: false } : {}),
+    })
+  }
   await fastify.register(readiness)
   if (options.shutdownReadiness === true) await fastify.register(shutdown)
   const { maxEventLoopDelay, maxHeapUsed, maxRss } = options

@@ -15,6 +15,7 @@ export const GROUPS = {
   limits: 'Limits',
   shutdown: 'Shutdown',
   logging: 'Logging',
+  observability: 'Observability',
 } as const
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -232,6 +233,28 @@ export const SERVER_OPTIONS = {
     default: true,
     description: 'One line a request: method, path, status, duration, request id '
       + '(--no-access-log: none)',
+  },
+  // Off by default: where metrics may be read is the operator's decision (they show routes, load and failures), and a
+  // fixed default port would collide between two servers on one host.
+  metrics: {
+    group: GROUPS.observability,
+    app: true,
+    schema: Type.Boolean(),
+    default: false,
+    description: 'Prometheus metrics at /metrics: on the public port, or on --metrics-port when given',
+  },
+  metricsPort: {
+    group: GROUPS.observability,
+    schema: Type.Integer({ minimum: 0, maximum: 65535 }),
+    defaultDescription: 'the public port',
+    description: 'Serve /metrics on this port of --metrics-host instead, never on the public one (needs --metrics; '
+      + 'required with --workers, whose primary answers for every worker)',
+  },
+  metricsHost: {
+    group: GROUPS.observability,
+    schema: Type.String({ minLength: 1 }),
+    default: '127.0.0.1',
+    description: 'Address the --metrics-port listens on',
   },
 } satisfies OptionTable
 

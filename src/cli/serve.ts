@@ -1,9 +1,12 @@
 import cluster from 'node:cluster'
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { buildApp } from '../app.js'
 import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
+import { tracingConfigured } from '../lib/observability.js'
 import { describeDatabase, openDatabase, type Database } from '../plugins/database/index.js'
 import { onPrimaryShutdown, runPrimary } from './cluster.js'
 import type { ServerConfig } from './config.js'
@@ -41,6 +44,23 @@ function settleWithin(shutdownTimeout: number): number {
   return Math.min(5_000, shutdownTimeout / 2)
 }
 
+/** The metrics port's server, or a StartError naming the address it could not listen on. */
+async function serveMetrics(config: ServerConfig, log: Logger, collect: () => Promise<{ contentType: string,
+  text: string }>): Promise<FastifyInstance> {
+  const { startMetricsServer } = await import('./metrics-server.js')
+  const port = config.metricsPort ?? 0
+  try {
+    const server = await startMetricsServer({ host: config.metricsHost, port, log: log.child({ server: 'metrics' }),
+      collect })
+    const address = server.server.address()
+    const bound = typeof address === 'object' && address !== null ? address.port : port
+    log.info({ metricsPort: bound }, `metrics are served at http://${config.metricsHost}:${bound}/metrics`)
+    return server
+  } catch (error) {
+    throw new StartError(`cannot listen on ${config.metricsHost}:${port} for metrics: ${(error as Error).message}`)
+  }
+}
+
 /** `serve`: one process serving, or the primary of --workers N. */
 export async function serve(config: ServerConfig): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
@@ -48,9 +68,19 @@ export async function serve(config: ServerConfig): Promise<void> {
     return
   }
   const log = await createLogger(config)
+  // Before anything is opened, so that the database's statements are traced from the first.
+  const tracing = tracingConfigured(process.env) ? await (await import('./tracing.js')).startTracing(log) : undefined
+  let registry: Registry | undefined
+  if (config.metrics) {
+    // In a worker, the primary asks for it and adds the workers' up.
+    registry = (await import('../plugins/metrics.js')).processRegistry(cluster.isWorker)
+  }
   // The primary of a cluster has migrated already: workers starting together must not race to.
   const database = await openMigrated(config, log, cluster.isPrimary)
-  const app = await buildApp({ ...config, loggerInstance: log, database, shutdownReadiness: true })
+  const app = await buildApp({
+    ...config, loggerInstance: log, database, shutdownReadiness: true, tracing: tracing !== undefined,
+    ...(registry === undefined ? {} : { metricsRegistry: registry, serveMetrics: config.metricsPort === undefined }),
+  })
   if (config.auth === undefined) {
     log.warn('no authentication is configured: protected APIs will answer 401 (pass --oidc-secrets or --issuer)')
   } else {
@@ -64,6 +94,19 @@ export async function serve(config: ServerConfig): Promise<void> {
   } catch (error) {
     await app.close()
     throw new StartError(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
+  }
+  let metricsServer: FastifyInstance | undefined
+  if (registry !== undefined && config.metricsPort !== undefined && !cluster.isWorker) {
+    const served = registry
+    try {
+      metricsServer = await serveMetrics(config, log,
+        async () => ({ contentType: served.contentType, text: await served.metrics() }))
+    } catch (error) {
+      await app.close()
+      throw error
+    }
+  } else if (registry !== undefined && config.metricsPort === undefined) {
+    log.info('metrics are served at /metrics on the public port')
   }
   // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
   // Past --shutdown-timeout it exits 1 with whatever is still in flight.
@@ -79,6 +122,8 @@ export async function serve(config: ServerConfig): Promise<void> {
     // the listener would reset the ones, and the others would look idle.
     await app.settleConnections(settleWithin(config.shutdownTimeout))
     await app.close()
+    await metricsServer?.close()
+    await tracing?.shutdown()
     log.info('stopped: the listener and the database are closed')
   })
   if (cluster.isWorker) {
@@ -99,5 +144,15 @@ async function servePrimary(config: ServerConfig): Promise<void> {
   // the socket stays open (the primary holds it) until the last worker has. Round robin drops (resets) the
   // connections still in its queue when the last worker stops listening, and nothing outside Node can reach it.
   cluster.schedulingPolicy = cluster.SCHED_NONE
-  await runPrimary({ workers: config.workers, shutdownTimeout: config.shutdownTimeout, log })
+  let metricsServer: FastifyInstance | undefined
+  if (config.metrics) {
+    // One scrape answers for the whole server: the primary asks every worker and adds their metrics up.
+    const { clusterMetrics } = await import('../plugins/metrics.js')
+    metricsServer = await serveMetrics(config, log, clusterMetrics())
+  }
+  try {
+    await runPrimary({ workers: config.workers, shutdownTimeout: config.shutdownTimeout, log })
+  } finally {
+    await metricsServer?.close()
+  }
 }

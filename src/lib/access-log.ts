@@ -1,12 +1,14 @@
 import {
   LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest, type FastifyServerOptions,
 } from 'fastify'
+import { TRACE_IDS, type TraceIds } from './observability.js'
 
 type ChildLoggerFactory = NonNullable<FastifyServerOptions['childLoggerFactory']>
 
 /**
  * Fastify's request logging as one line a request, when it is answered: the request id, method, path (never the
- * query string, which may hold secrets), status, duration and the client's address (as --trust-proxy allows); instead
+ * query string, which may hold secrets), status, duration, the client's address (as --trust-proxy allows), and the
+ * trace and span ids while tracing is on; instead
  * of Fastify's two lines ("incoming request", "request completed") with whole request and response objects. Written
  * by the server's logger with the id as a field, so that the request's own logger is not made for it.
  */
@@ -26,8 +28,11 @@ export class AccessLog extends LogController {
       remoteAddress: request.ip,
     }
     const log = request.server.log
-    if (error == null) log.info(line, 'request')
-    else log.error({ ...line, err: error }, 'request failed while answering')
+    // Set only while tracing is on (see plugins/tracing.ts).
+    const ids = (request as FastifyRequest & { [TRACE_IDS]?: TraceIds | null })[TRACE_IDS]
+    const traced = ids === undefined || ids === null ? line : { ...line, ...ids }
+    if (error == null) log.info(traced, 'request')
+    else log.error({ ...traced, err: error }, 'request failed while answering')
   }
 }
 

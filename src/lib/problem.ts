@@ -61,11 +61,15 @@ export class HttpProblem extends Error {
   readonly title: string
   readonly errors: InvalidParam[] | undefined
   readonly headers: Record<string, string>
+  /** Why, in one word for metrics (`expired`, `missing`, …): never sent to the client. */
+  readonly reason: string | undefined
 
   constructor(
     statusCode: number,
     detail: string,
-    options: { type?: string, title?: string, errors?: InvalidParam[], headers?: Record<string, string> } = {},
+    options: {
+      type?: string, title?: string, errors?: InvalidParam[], headers?: Record<string, string>, reason?: string
+    } = {},
   ) {
     super(detail)
     this.name = 'HttpProblem'
@@ -74,6 +78,7 @@ export class HttpProblem extends Error {
     this.title = options.title ?? statusTitle(statusCode)
     this.errors = options.errors
     this.headers = options.headers ?? {}
+    this.reason = options.reason
   }
 }
 

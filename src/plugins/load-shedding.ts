@@ -3,6 +3,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { getHeapStatistics } from 'node:v8'
 import { HttpProblem } from '../lib/problem.js'
+import type {} from '../lib/observability.js'
 
 export interface LoadOptions {
   /** Mean event-loop delay over a sample, in milliseconds; 0 disables. */
@@ -39,20 +40,30 @@ interface Limits {
 
 const MIB = 1024 * 1024
 
-function describeOverload(fastify: FastifyInstance, options: Limits): string | undefined {
+/** What is over its limit: the reason (as metrics count it) and a sentence for the client. */
+interface Overload {
+  reason: 'event_loop_delay' | 'heap_used' | 'rss'
+  detail: string
+}
+
+function describeOverload(fastify: FastifyInstance, options: Limits): Overload | undefined {
   const usage = fastify.memoryUsage()
   if (options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
     // under-pressure reports Infinity when the loop was too busy to take a single measurement.
     const delay = Number.isFinite(usage.eventLoopDelay)
       ? `${Math.round(usage.eventLoopDelay)} ms`
       : 'unmeasurable (blocked throughout)'
-    return `event loop delay ${delay} is over ${options.maxEventLoopDelay} ms`
+    return { reason: 'event_loop_delay', detail: `event loop delay ${delay} is over ${options.maxEventLoopDelay} ms` }
   }
   if (options.maxHeapUsedBytes > 0 && usage.heapUsed > options.maxHeapUsedBytes) {
-    return `heap used ${Math.round(usage.heapUsed / MIB)} MiB is over ${Math.round(options.maxHeapUsedBytes / MIB)} MiB`
+    const detail = `heap used ${Math.round(usage.heapUsed / MIB)} MiB is over ${Math.round(options.maxHeapUsedBytes / MIB)} MiB`
+    return { reason: 'heap_used', detail }
   }
   if (options.maxRssBytes > 0 && usage.rssBytes > options.maxRssBytes) {
-    return `resident set ${Math.round(usage.rssBytes / MIB)} MiB is over ${Math.round(options.maxRssBytes / MIB)} MiB`
+    return {
+      reason: 'rss',
+      detail: `resident set ${Math.round(usage.rssBytes / MIB)} MiB is over ${Math.round(options.maxRssBytes / MIB)} MiB`,
+    }
   }
   return undefined
 }
@@ -65,6 +76,7 @@ function describeOverload(fastify: FastifyInstance, options: Limits): string | u
  */
 async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Promise<void> {
   const retryAfter = options.retryAfter ?? DEFAULT_RETRY_AFTER
+  const metrics = fastify.hasDecorator('metrics') ? fastify.metrics : undefined
   const limits: Limits = {
     maxEventLoopDelay: options.maxEventLoopDelay,
     maxHeapUsedBytes: heapLimitBytes(options.maxHeapUsed),
@@ -78,7 +90,9 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
     pressureHandler: async (request: FastifyRequest) => {
       const route = request.routeOptions.url
       if (route !== undefined && PROBES.some((probe) => route.endsWith(probe))) return
-      const detail = describeOverload(fastify, limits) ?? 'the server is overloaded'
+      const overload = describeOverload(fastify, limits)
+      const detail = overload?.detail ?? 'the server is overloaded'
+      metrics?.shed(overload?.reason ?? 'unknown')
       request.log.warn({ detail }, 'refusing a request under load')
       throw new HttpProblem(503, `The server is overloaded (${detail}); retry later`, {
         headers: { 'retry-after': String(retryAfter) },
@@ -86,8 +100,8 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
     },
   })
   fastify.readiness.add('load', () => {
-    const detail = describeOverload(fastify, limits)
-    if (detail !== undefined) throw new Error(detail)
+    const overload = describeOverload(fastify, limits)
+    if (overload !== undefined) throw new Error(overload.detail)
   })
 }
 

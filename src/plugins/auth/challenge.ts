@@ -10,6 +10,8 @@ interface Challenge {
   detail: string
   error?: 'invalid_token' | 'insufficient_scope'
   scope?: string
+  /** The refusal's reason in metrics. */
+  reason: string
 }
 
 /** An RFC 6750 refusal: a problem body plus the WWW-Authenticate challenge. Never echoes the token. */
@@ -22,11 +24,18 @@ export function refuse(realm: string, challenge: Challenge): HttpProblem {
   const headers: Record<string, string> = challenge.status === 503
     ? { 'retry-after': '5' }
     : { 'www-authenticate': `Bearer ${params.join(', ')}` }
-  return new HttpProblem(challenge.status, challenge.detail, { type: challenge.type, title: challenge.title, headers })
+  return new HttpProblem(challenge.status, challenge.detail, {
+    type: challenge.type, title: challenge.title, headers, reason: challenge.reason,
+  })
 }
 
-export function invalidToken(realm: string, detail: string): HttpProblem {
+/**
+ * Why a token was refused, as metrics count it: `malformed`, `expired`, `not_yet_valid`, `algorithm`, `unknown_key`,
+ * `invalid` (signature, issuer, audience or claims), `not_access_token`, `no_subject`, `inactive`, `not_introspectable`.
+ */
+export function invalidToken(realm: string, detail: string, reason = 'invalid'): HttpProblem {
   return refuse(realm, {
+    reason,
     status: 401,
     type: ProblemTypes.invalidToken,
     title: 'Invalid token',
@@ -35,8 +44,9 @@ export function invalidToken(realm: string, detail: string): HttpProblem {
   })
 }
 
-export function unavailable(detail: string): HttpProblem {
+export function unavailable(detail: string, reason = 'provider_unavailable'): HttpProblem {
   return refuse('', {
+    reason,
     status: 503,
     type: ProblemTypes.providerUnavailable,
     title: 'Identity provider unavailable',
@@ -45,11 +55,14 @@ export function unavailable(detail: string): HttpProblem {
 }
 
 export function tokenRequired(realm: string, detail: string): HttpProblem {
-  return refuse(realm, { status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail })
+  return refuse(realm, {
+    status: 401, type: ProblemTypes.tokenRequired, title: 'Token required', detail, reason: 'missing',
+  })
 }
 
 export function notConfigured(realm: string): HttpProblem {
   return refuse(realm, {
+    reason: 'not_configured',
     status: 401,
     type: ProblemTypes.authNotConfigured,
     title: 'Authentication not configured',
@@ -59,6 +72,7 @@ export function notConfigured(realm: string): HttpProblem {
 
 export function insufficientScope(realm: string, missing: string[], scope: string): HttpProblem {
   return refuse(realm, {
+    reason: 'insufficient_scope',
     status: 403,
     type: ProblemTypes.insufficientScope,
     title: 'Insufficient scope',

@@ -3,6 +3,7 @@ import buildGetJwks, { type GetJwks } from 'get-jwks'
 import { Agent } from 'undici'
 import type { FastifyBaseLogger } from 'fastify'
 import { codedError } from '../../lib/errors.js'
+import type { AuthObserver } from '../../lib/observability.js'
 import type { AuthSettings } from './settings.js'
 
 /** The provider cannot be reached (or has not been yet): the client should retry later (503). */
@@ -68,6 +69,7 @@ export class IdentityProvider {
     readonly settings: AuthSettings,
     private readonly log: FastifyBaseLogger,
     private readonly timings: ProviderTimings = DEFAULT_TIMINGS,
+    private readonly observer?: AuthObserver,
   ) {
     // get-jwks ignores its timeout option and uses the global fetch: bound it through the dispatcher.
     this.dispatcher = new Agent({
@@ -175,15 +177,20 @@ export class IdentityProvider {
     // A key past its TTL is still known: refetching it is routine, not a guess at a new kid.
     const known = jwks.cache.get(cacheKey) !== undefined || jwks.staleCache.get(cacheKey) !== undefined
     if (!known) await this.requirePublished(kid)
+    // get-jwks fetches the set when the key is not fresh in its cache.
+    const fetching = jwks.cache.get(cacheKey) === undefined
     let jwk: Record<string, unknown>
     try {
       jwk = await jwks.getJwk({ domain, alg, kid })
+      if (fetching) this.observer?.jwksFetched(true)
     } catch (error) {
       const code = (error as { code?: string }).code
       // The kid is published (or was): what is missing is a key of that kid for this alg.
       if (code === 'JWK_NOT_FOUND' || code === 'NO_JWKS') {
+        if (fetching) this.observer?.jwksFetched(true)
         throw new UnknownKeyError(`the key ${kid} does not sign ${alg}`)
       }
+      if (fetching) this.observer?.jwksFetched(false)
       this.log.warn({ err: error }, 'cannot fetch the identity provider\'s keys')
       throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
     }
@@ -236,6 +243,7 @@ export class IdentityProvider {
       const body = await response.json() as { keys?: unknown }
       if (!Array.isArray(body.keys)) throw new Error(`${uri} holds no keys`)
       const keys = (body.keys as Record<string, unknown>[]).filter((key) => typeof key.kid === 'string')
+      this.observer?.jwksFetched(true)
       this.published = { kids: new Set(keys.map((key) => key.kid as string)), at }
       // The keys themselves go to get-jwks' cache, so that a new kid costs one fetch, not two.
       const { jwks } = this
@@ -245,6 +253,7 @@ export class IdentityProvider {
         }
       }
     } catch (error) {
+      this.observer?.jwksFetched(false)
       this.log.warn({ err: error }, 'cannot fetch the identity provider\'s key set')
       // An unknown kid cannot be judged while the provider is out of reach: 503, not 401.
       throw new ProviderUnavailableError('The identity provider\'s keys cannot be fetched')
@@ -292,23 +301,30 @@ export class IdentityProvider {
         body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
       })
     } catch (error) {
+      this.observer?.introspected('error')
       this.log.warn({ err: error }, 'token introspection failed')
       throw new ProviderUnavailableError('The identity provider cannot be reached for introspection')
     }
     if (response.status === 400) {
+      this.observer?.introspected('refused')
       await response.body?.cancel()
       throw new TokenRefusedError('The identity provider refused to introspect the token')
     }
     if (!response.ok) {
       // 401 or 403 mean the provider does not accept this server's own credentials: a configuration to fix.
+      this.observer?.introspected('error')
       this.log.error({ status: response.status }, 'token introspection refused')
       await response.body?.cancel()
       throw new ProviderUnavailableError(`The identity provider answered introspection with ${response.status}`)
     }
+    let claims: Record<string, unknown>
     try {
-      return await response.json() as Record<string, unknown>
+      claims = await response.json() as Record<string, unknown>
     } catch {
+      this.observer?.introspected('error')
       throw new ProviderUnavailableError('The identity provider answered introspection with something other than JSON')
     }
+    this.observer?.introspected(claims.active === true ? 'active' : 'inactive')
+    return claims
   }
 }

@@ -8,8 +8,12 @@ import type { Identity } from './identity.js'
 import type { IdentityProvider, ProviderTimings } from './identity-provider.js'
 import type { AuthSettings } from './settings.js'
 import type { TokenVerifier, VerifierOptions } from './verifier.js'
+import type { AuthObserver, RequestTracer } from '../../lib/observability.js'
 
 export { ALGORITHMS } from './challenge.js'
+
+/** A JWT, as opposed to an opaque token: three dot-separated parts (the verifier checks the rest). */
+const JWT_SHAPE = /^[^.]+\.[^.]+\.[^.]*$/
 
 /** The OpenAPI security scheme name a route puts in `schema.security` to require a bearer token. */
 export const BEARER_AUTH = 'bearerAuth'
@@ -18,6 +22,10 @@ export interface AuthPluginOptions extends VerifierOptions {
   /** Undefined runs the server without authentication: protected routes answer 401. */
   settings: AuthSettings | undefined
   timings?: Partial<ProviderTimings>
+  /** Counts outcomes; by default the metrics plugin's, when it is registered before this one. */
+  observer?: AuthObserver
+  /** Spans for token checks; by default the tracing plugin's, when it is registered before this one. */
+  tracer?: RequestTracer
 }
 
 declare module 'fastify' {
@@ -80,6 +88,8 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
   const realm = settings?.audience ?? 'mrmat-ts-api-fastify'
   fastify.decorateRequest('identity', null)
 
+  const observer = options.observer ?? (fastify.hasDecorator('metrics') ? fastify.metrics.auth : undefined)
+  const tracer = options.tracer ?? (fastify.hasDecorator('requestTracer') ? fastify.requestTracer : undefined)
   let verifier: TokenVerifier | undefined
   if (settings === undefined) {
     fastify.decorate('identityProvider', null)
@@ -90,7 +100,7 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
       import('./identity-provider.js'),
       import('./verifier.js'),
     ])
-    const provider = new IdentityProvider(settings, fastify.log, { ...DEFAULT_TIMINGS, ...options.timings })
+    const provider = new IdentityProvider(settings, fastify.log, { ...DEFAULT_TIMINGS, ...options.timings }, observer)
     fastify.decorate('identityProvider', provider)
     await fastify.register(fastifyJwt, jwtOptions(settings, provider))
     verifier = new TokenVerifier(settings, provider, realm, options)
@@ -120,8 +130,13 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
       presentedToken(request)
       done()
     } catch (error) {
+      refused(error)
       done(error as Error)
     }
+  }
+
+  function refused(error: unknown): void {
+    observer?.checked('refused', (error as { reason?: string }).reason ?? 'error')
   }
 
   function authenticate(required: string[]): preHandlerHookHandler {
@@ -135,22 +150,39 @@ async function bearerAuth(fastify: FastifyInstance, options: AuthPluginOptions):
     return function verifyBearerToken(request, _reply, done) {
       let token: string
       let cached: Identity | undefined
+      const span = tracer?.startSpan(request, 'verify bearer token')
       try {
         token = presentedToken(request)
         cached = verifier?.cached(token)
-        if (cached !== undefined) admit(request, cached)
+        if (verifier !== undefined) {
+          observer?.cacheLookup(cached !== undefined)
+          span?.setAttribute('mrmat.auth.cache_hit', cached !== undefined)
+        }
+        if (cached !== undefined) {
+          admit(request, cached)
+          observer?.checked('accepted', 'cached')
+        }
       } catch (error) {
+        refused(error)
+        span?.end(error)
         done(error as Error)
         return
       }
       if (cached !== undefined || verifier === undefined) {
+        span?.end()
         done()
         return
       }
       verifier.verify(request, token).then((identity) => {
         admit(request, identity)
+        observer?.checked('accepted', JWT_SHAPE.test(token) ? 'jwt' : 'introspection')
+        span?.end()
         done()
-      }).catch((error: unknown) => { done(error as Error) })
+      }).catch((error: unknown) => {
+        refused(error)
+        span?.end(error)
+        done(error as Error)
+      })
     }
   }
 

@@ -30,16 +30,18 @@ export interface VerifierOptions {
 function jwtFailure(realm: string, error: unknown): HttpProblem {
   if (error instanceof ProviderUnavailableError) return unavailable(error.message)
   if (error instanceof UnknownKeyError) {
-    return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`)
+    return invalidToken(realm, `The token is not signed by a key of the identity provider: ${error.message}`,
+      'unknown_key')
   }
   const code = (error as { code?: unknown }).code
   if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') {
-    return invalidToken(realm, 'The token has expired')
+    return invalidToken(realm, 'The token has expired', 'expired')
   }
-  if (code === 'FAST_JWT_INACTIVE') return invalidToken(realm, 'The token is not valid yet')
+  if (code === 'FAST_JWT_INACTIVE') return invalidToken(realm, 'The token is not valid yet', 'not_yet_valid')
   if (code === 'FAST_JWT_INVALID_ALGORITHM' || code === 'FST_JWT_AUTHORIZATION_TOKEN_UNSIGNED'
     || code === 'FAST_JWT_MISSING_SIGNATURE') {
-    return invalidToken(realm, `The token's signature algorithm is not accepted (${ALGORITHMS.join(', ')})`)
+    return invalidToken(realm, `The token's signature algorithm is not accepted (${ALGORITHMS.join(', ')})`,
+      'algorithm')
   }
   if (typeof code === 'string' && (code.startsWith('FST_JWT_') || code.startsWith('FAST_JWT_'))) {
     return invalidToken(realm, 'The token is invalid: its signature, issuer, audience or claims do not check out')
@@ -88,7 +90,7 @@ export class TokenVerifier {
 
   async verify(request: FastifyRequest, token: string): Promise<Identity> {
     if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) {
-      throw invalidToken(this.realm, 'The token is malformed')
+      throw invalidToken(this.realm, 'The token is malformed', 'malformed')
     }
     return JWT_SYNTAX.test(token) ? this.#verifyJwt(request, token) : this.#checkOpaque(token)
   }
@@ -104,7 +106,8 @@ export class TokenVerifier {
     const pending = this.#inFlight.get(token)
     if (pending !== undefined) return pending
     if (!this.#mayIntrospect()) {
-      throw unavailable('Too many unknown tokens are being checked at the identity provider; retry later')
+      throw unavailable('Too many unknown tokens are being checked at the identity provider; retry later',
+        'introspection_rate_limited')
     }
     const checked = this.#verifyOpaque(token).catch((error: unknown) => {
       if ((error as { statusCode?: unknown }).statusCode === 401) this.#refused.set(token, error as HttpProblem)
@@ -131,10 +134,10 @@ export class TokenVerifier {
     const { header, payload: claims } = verified
     const refusal = notAnAccessJwt(header, claims, this.settings.tokenType)
     if (refusal !== undefined) {
-      throw invalidToken(this.realm, `The token is not an access token for this API: ${refusal}`)
+      throw invalidToken(this.realm, `The token is not an access token for this API: ${refusal}`, 'not_access_token')
     }
     const identity = identityFromClaims(claims)
-    if (identity === undefined) throw invalidToken(this.realm, 'The token names no subject (sub)')
+    if (identity === undefined) throw invalidToken(this.realm, 'The token names no subject (sub)', 'no_subject')
     this.#remember(token, identity, claims.exp)
     return identity
   }
@@ -143,30 +146,35 @@ export class TokenVerifier {
     const { provider, realm, settings } = this
     if (!provider.ready) throw unavailable('The identity provider has not been reached yet')
     if (!provider.canIntrospect) {
-      throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here')
+      throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here',
+        'not_introspectable')
     }
     let claims: Record<string, unknown>
     try {
       claims = await provider.introspect(token)
     } catch (error) {
       if (error instanceof ProviderUnavailableError) throw unavailable(error.message)
-      if (error instanceof TokenRefusedError) throw invalidToken(realm, error.message)
+      if (error instanceof TokenRefusedError) throw invalidToken(realm, error.message, 'refused_by_provider')
       throw error
     }
-    if (claims.active !== true) throw invalidToken(realm, 'The token is not active')
+    if (claims.active !== true) throw invalidToken(realm, 'The token is not active', 'inactive')
     const now = Date.now() / 1000
     if (claims.iss !== undefined && claims.iss !== settings.issuer) {
-      throw invalidToken(realm, 'The token is from another issuer')
+      throw invalidToken(realm, 'The token is from another issuer', 'invalid')
     }
     const refusal = notAnAccessIntrospection(claims, settings.audience)
-    if (refusal !== undefined) throw invalidToken(realm, `The token is not an access token for this API: ${refusal}`)
+    if (refusal !== undefined) {
+      throw invalidToken(realm, `The token is not an access token for this API: ${refusal}`, 'not_access_token')
+    }
     if (typeof claims.exp === 'number' && claims.exp + settings.clockTolerance < now) {
-      throw invalidToken(realm, 'The token has expired')
+      throw invalidToken(realm, 'The token has expired', 'expired')
     }
     // RFC 7662 makes sub optional, and providers leave it out for client-credentials tokens: the client is then the
     // caller.
     const identity = identityFromClaims({ ...claims, sub: claims.sub ?? claims.client_id })
-    if (identity === undefined) throw invalidToken(realm, 'The token names no subject (sub) and no client (client_id)')
+    if (identity === undefined) {
+      throw invalidToken(realm, 'The token names no subject (sub) and no client (client_id)', 'no_subject')
+    }
     this.#remember(token, identity, claims.exp, this.#introspectionTtl)
     return identity
   }

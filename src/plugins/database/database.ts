@@ -9,8 +9,20 @@ import type * as mysqlSchema from './schema/mysql.js'
 import type * as postgresSchema from './schema/postgres.js'
 import type * as sqliteSchema from './schema/sqlite.js'
 
+/** What metrics read of a database (see plugins/metrics.ts): counters since it was opened, the pool as it is now. */
+export interface DatabaseStats {
+  /** Statements that failed (a unique violation too), as far as the pool or the write queue sees them. */
+  queryErrors: number
+  /** PostgreSQL, MySQL: connections open, idle, and clients waiting for one. */
+  pool?: { size: number, idle: number, waiting: number }
+  /** SQLite: seconds writes spent waiting for the write lock, and how often the busy timeout ran out (SQLITE_BUSY). */
+  busy?: { waitSeconds: number, timeouts: number }
+}
+
 /** An open database, whichever the dialect. */
 interface DatabaseBase {
+  /** Counters and the pool's state, for metrics; free to call. */
+  stats?(): DatabaseStats
   /** Where it is, safe to log (no password). */
   readonly description: string
   /** Applies the pending migrations; safe to call on an up-to-date database. */

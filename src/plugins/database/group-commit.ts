@@ -13,7 +13,17 @@ interface Job {
  * costs more than the statements of a typical write; sharing it makes writes several times cheaper under load and
  * adds no more than one turn of the event loop to a lone write.
  */
-export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () => T) => Promise<T> {
+/** What the write queue has seen: failed writes and statements, and the write lock's waits. */
+export interface WriteStats {
+  errors: number
+  busyWaitSeconds: number
+  busyTimeouts: number
+}
+
+/** Waits for the lock shorter than this are the statement itself, not a wait: they are not counted. */
+const WAIT_THRESHOLD_SECONDS = 0.001
+
+export function groupCommit(connection: BetterSqlite3.Database, stats?: WriteStats): <T>(work: () => T) => Promise<T> {
   const begin = connection.prepare('BEGIN IMMEDIATE')
   const commit = connection.prepare('COMMIT')
   const rollback = connection.prepare('ROLLBACK')
@@ -25,11 +35,22 @@ export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () =>
   function flush(): void {
     const batch = queue
     queue = []
+    const started = stats === undefined ? 0 : performance.now()
     try {
       begin.run()
     } catch (error) {
+      if (stats !== undefined) {
+        stats.errors += batch.length
+        stats.busyWaitSeconds += (performance.now() - started) / 1000
+        if ((error as { code?: unknown }).code === 'SQLITE_BUSY') stats.busyTimeouts++
+      }
       for (const job of batch) job.reject(error)
       return
+    }
+    if (stats !== undefined) {
+      // BEGIN IMMEDIATE returns at once unless another connection holds the lock: its time is the busy wait.
+      const waited = (performance.now() - started) / 1000
+      if (waited > WAIT_THRESHOLD_SECONDS) stats.busyWaitSeconds += waited
     }
     const outcomes: ({ value: unknown } | { error: unknown })[] = []
     for (const job of batch) {
@@ -40,6 +61,7 @@ export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () =>
       } catch (error) {
         rollbackTo.run()
         release.run()
+        if (stats !== undefined) stats.errors++
         outcomes.push({ error })
       }
     }
@@ -47,6 +69,7 @@ export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () =>
       commit.run()
     } catch (error) {
       if (connection.inTransaction) rollback.run()
+      if (stats !== undefined) stats.errors += batch.length
       for (const job of batch) job.reject(error)
       return
     }

@@ -78,12 +78,14 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
     throw new DatabaseError(`cannot connect to MySQL at ${description}: ${(error as Error).message}`)
   }
   let ended = false
+  const counted = countErrors(callbackPool)
   const orm = drizzle(callbackPool, { schema, mode: 'default' })
   return {
     dialect: 'mysql',
     description,
     orm,
     pool,
+    stats: () => ({ queryErrors: counted.errors, pool: poolState(callbackPool) }),
     async migrate() {
       // Replicas starting together must not race: the first to take the lock migrates, the others wait for it and
       // then find nothing left to do. GET_LOCK belongs to the connection, so all of it happens on one.
@@ -119,4 +121,36 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
       await pool.end()
     },
   }
+}
+
+/**
+ * mysql2's pool keeps its connections in fields it does not document (stable since mysql2 1.x); metrics read them.
+ */
+function poolState(pool: mysql.Pool): { size: number, idle: number, waiting: number } {
+  const inner = pool as unknown as { _allConnections?: { length: number }, _freeConnections?: { length: number },
+    _connectionQueue?: { length: number } }
+  return {
+    size: inner._allConnections?.length ?? 0,
+    idle: inner._freeConnections?.length ?? 0,
+    waiting: inner._connectionQueue?.length ?? 0,
+  }
+}
+
+/** Counts the statements run through the pool (drizzle's; the promise pool runs on it too) that fail. */
+function countErrors(pool: mysql.Pool): { errors: number } {
+  const counted = { errors: 0 }
+  for (const method of ['query', 'execute'] as const) {
+    const original = (pool[method] as (...args: unknown[]) => unknown).bind(pool)
+    ;(pool as unknown as Record<string, unknown>)[method] = (...args: unknown[]): unknown => {
+      const last = args.at(-1)
+      if (typeof last === 'function') {
+        args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
+          if (error !== null && error !== undefined) counted.errors++
+          ;(last as (...given: unknown[]) => void)(error, ...rest)
+        }
+      }
+      return original(...args)
+    }
+  }
+  return counted
 }

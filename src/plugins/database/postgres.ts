@@ -39,12 +39,17 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     await pool.end()
     throw new DatabaseError(`cannot connect to PostgreSQL at ${description}: ${(error as Error).message}`)
   }
+  const counted = countErrors(pool)
   const orm = drizzle(pool, { schema })
   return {
     dialect: 'postgres',
     description,
     orm,
     pool,
+    stats: () => ({
+      queryErrors: counted.errors,
+      pool: { size: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount },
+    }),
     async migrate() {
       // Replicas starting together must not race: the first to take the lock migrates, the others
       // wait for it and then find nothing left to do.
@@ -73,4 +78,25 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
       if (!pool.ended) await pool.end()
     },
   }
+}
+
+/** Counts the statements run through the pool (drizzle's and the repository's) that fail. */
+function countErrors(pool: pg.Pool): { errors: number } {
+  const counted = { errors: 0 }
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown
+  const count = (): void => { counted.errors++ }
+  ;(pool as { query: unknown }).query = (...args: unknown[]): unknown => {
+    const last = args.at(-1)
+    if (typeof last === 'function') {
+      args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
+        if (error !== null && error !== undefined) count()
+        ;(last as (...given: unknown[]) => void)(error, ...rest)
+      }
+      return query(...args)
+    }
+    const result = query(...args) as Promise<unknown>
+    result.catch(count)
+    return result
+  }
+  return counted
 }

@@ -45,13 +45,18 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
   // Remember which file was opened, so that readiness notices it being swapped underneath us.
   const opened = inMemory ? undefined : statSync(file)
   const orm = drizzle(connection, { schema })
+  const writes = { errors: 0, busyWaitSeconds: 0, busyTimeouts: 0 }
 
   return {
     dialect: 'sqlite',
     description: `sqlite:${file}`,
     orm,
     connection,
-    write: groupCommit(connection),
+    write: groupCommit(connection, writes),
+    stats: () => ({
+      queryErrors: writes.errors,
+      busy: { waitSeconds: writes.busyWaitSeconds, timeouts: writes.busyTimeouts },
+    }),
     async migrate() {
       try {
         migrate(orm, { migrationsFolder: migrationsFolder('sqlite') })

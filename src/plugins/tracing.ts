@@ -1,0 +1,148 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { context, SpanStatusCode, trace, type Span, type TracerProvider } from '@opentelemetry/api'
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { PACKAGE_NAME, packageVersion } from '../lib/package-info.js'
+import { TRACE_IDS, type RequestTracer, type TraceIds, type WorkSpan } from '../lib/observability.js'
+import type { Database } from './database/database.js'
+
+export interface TracingOptions {
+  /** The provider spans go to; the global one (registered by the SDK) by default. */
+  tracerProvider?: TracerProvider
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    [TRACE_IDS]: TraceIds | null
+  }
+}
+
+/** A statement's span name: its first keyword (SELECT, INSERT, BEGIN, …), as OpenTelemetry's database spans have it. */
+function operationOf(sql: string): string {
+  const match = /^\s*([A-Za-z]+)/.exec(sql)
+  return (match?.[1] ?? 'query').toUpperCase()
+}
+
+const DB_SYSTEMS = { sqlite: 'sqlite', postgres: 'postgresql', mysql: 'mysql' } as const
+
+function ended(span: Span, error?: unknown): void {
+  if (error !== undefined) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message })
+    span.setAttribute('error.type', (error as { reason?: string, code?: string }).reason
+      ?? (error as { code?: string }).code ?? (error as Error).name)
+  }
+  span.end()
+}
+
+/**
+ * OpenTelemetry tracing of the server, through @fastify/otel: a span for each request (its parent taken from a W3C
+ * `traceparent` header), one for its handler, one for each bearer-token check (with `mrmat.auth.cache_hit`) and one for
+ * each database statement. Each request's trace and span ids go into its access line and its log lines. Spans go to
+ * the tracer provider the process registered (see cli/tracing.ts); load this module only when tracing is wanted.
+ */
+async function tracing(fastify: FastifyInstance, options: TracingOptions): Promise<void> {
+  // Hooks are not traced one by one (a span each for request ids, load shedding, …): the request, its handler, and
+  // the work that takes time are.
+  const instrumentation = new FastifyOtelInstrumentation({ instrumentHooks: false })
+  if (options.tracerProvider !== undefined) instrumentation.setTracerProvider(options.tracerProvider)
+  await fastify.register(instrumentation.plugin())
+  const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(PACKAGE_NAME, packageVersion)
+
+  fastify.decorateRequest(TRACE_IDS, null)
+  // Runs inside the context @fastify/otel's own onRequest hook opened for the request's span.
+  fastify.addHook('onRequest', function recordTraceIds(request, _reply, done) {
+    const span = trace.getSpan(context.active())
+    if (span !== undefined) {
+      const { traceId, spanId } = span.spanContext()
+      const ids: TraceIds = { trace_id: traceId, span_id: spanId }
+      request[TRACE_IDS] = ids
+      request.log = request.log.child(ids)
+    }
+    done()
+  })
+
+  const requestTracer: RequestTracer = {
+    startSpan(request: FastifyRequest, name: string, attributes?: Record<string, string | number | boolean>): WorkSpan {
+      const parent = request.opentelemetry().context ?? context.active()
+      const span = tracer.startSpan(name, attributes === undefined ? {} : { attributes }, parent)
+      return {
+        setAttribute: (key, value) => { span.setAttribute(key, value) },
+        end: (error?: unknown) => { ended(span, error) },
+      }
+    },
+    traceDatabase: (database: Database) => { traceStatements(database, tracer) },
+  }
+  fastify.decorate('requestTracer', requestTracer)
+}
+
+type Tracer = ReturnType<TracerProvider['getTracer']>
+
+function statementSpan(tracer: Tracer, database: Database, sql: string): Span {
+  return tracer.startSpan(operationOf(sql), {
+    attributes: { 'db.system.name': DB_SYSTEMS[database.dialect], 'db.query.text': sql },
+  }, context.active())
+}
+
+const TRACED = Symbol.for('mrmat-ts-api-fastify.traced')
+
+/**
+ * A span for each statement, a child of whatever span is active (the handler's): better-sqlite3's prepared statements
+ * as they run, pg's and mysql2's pool queries. Parameters are not recorded, only the statement's text.
+ */
+function traceStatements(database: Database, tracer: Tracer): void {
+  const marked = database as Database & { [TRACED]?: true }
+  if (marked[TRACED] === true) return
+  marked[TRACED] = true
+  if (database.dialect === 'sqlite') {
+    const { connection } = database
+    const prepare = connection.prepare.bind(connection)
+    connection.prepare = ((source: string) => {
+      const statement = prepare(source)
+      for (const method of ['run', 'get', 'all', 'iterate'] as const) {
+        const original = statement[method] as (...args: unknown[]) => unknown
+        ;(statement as unknown as Record<string, unknown>)[method] = function traced(this: unknown, ...args: unknown[]) {
+          const span = statementSpan(tracer, database, source)
+          try {
+            const result = original.apply(this, args)
+            ended(span)
+            return result
+          } catch (error) {
+            ended(span, error)
+            throw error
+          }
+        }
+      }
+      return statement
+    }) as typeof connection.prepare
+    return
+  }
+  const pool = (database.dialect === 'postgres' ? database.pool : database.pool.pool) as unknown as
+    Record<string, (...args: unknown[]) => unknown>
+  for (const method of database.dialect === 'postgres' ? ['query'] : ['query', 'execute']) {
+    const original = pool[method]
+    if (original === undefined) continue
+    pool[method] = function traced(this: unknown, ...args: unknown[]): unknown {
+      const first = args[0]
+      const sql = typeof first === 'string' ? first : String((first as { text?: string, sql?: string }).text
+        ?? (first as { sql?: string }).sql ?? '')
+      const span = statementSpan(tracer, database, sql)
+      const last = args.at(-1)
+      if (typeof last === 'function') {
+        args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
+          ended(span, error ?? undefined)
+          ;(last as (...given: unknown[]) => void)(error, ...rest)
+        }
+        return original.apply(this, args)
+      }
+      const result = original.apply(this, args)
+      if (typeof (result as Promise<unknown> | undefined)?.then === 'function') {
+        (result as Promise<unknown>).then(() => { ended(span) }, (error: unknown) => { ended(span, error) })
+      } else {
+        ended(span)
+      }
+      return result
+    }
+  }
+}
+
+export default fp(tracing, { name: 'mrmat-tracing', fastify: '5.x' })
