@@ -53,6 +53,12 @@ export interface TraceIds {
   span_id: string
 }
 
+/**
+ * In a route's config: load shedding leaves the route's requests alone (metrics are wanted most under load, and a
+ * scrape is cheap).
+ */
+export const NOT_SHED = Symbol.for('mrmat-ts-api-fastify.not-shed')
+
 /** The metrics plugin's decorator: what other plugins report through. */
 export interface ServerMetrics {
   /** The registry the server's metrics are in (served at /metrics or by the CLI's metrics port). */

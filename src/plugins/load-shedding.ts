@@ -3,7 +3,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { getHeapStatistics } from 'node:v8'
 import { HttpProblem } from '../lib/problem.js'
-import type {} from '../lib/observability.js'
+import { NOT_SHED } from '../lib/observability.js'
 
 export interface LoadOptions {
   /** Mean event-loop delay over a sample, in milliseconds; 0 disables. */
@@ -88,8 +88,9 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
     retryAfter,
     // A rejected promise reaches the error handler, which answers problem+json; undefined lets the request on.
     pressureHandler: async (request: FastifyRequest) => {
-      const route = request.routeOptions.url
+      const { url: route, config } = request.routeOptions
       if (route !== undefined && PROBES.some((probe) => route.endsWith(probe))) return
+      if ((config as unknown as Record<symbol, unknown> | undefined)?.[NOT_SHED] === true) return
       const overload = describeOverload(fastify, limits)
       const detail = overload?.detail ?? 'the server is overloaded'
       metrics?.shed(overload?.reason ?? 'unknown')

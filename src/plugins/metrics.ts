@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { AuthObserver, ServerMetrics } from '../lib/observability.js'
+import { NOT_SHED, type AuthObserver, type ServerMetrics } from '../lib/observability.js'
 import type { Database } from './database/database.js'
 
 export type { ServerMetrics } from '../lib/observability.js'
@@ -210,7 +210,9 @@ async function metrics(fastify: FastifyInstance, options: MetricsOptions): Promi
   })
 
   if (options.path !== false) {
-    fastify.get(options.path ?? '/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    // Not refused under load: that is when the metrics are wanted.
+    const config = { [NOT_SHED]: true } as Record<symbol, boolean>
+    fastify.get(options.path ?? '/metrics', { schema: { hide: true }, config }, async (_request, reply) => {
       const text = await registry.metrics()
       return reply.type(registry.contentType).send(text)
     })
