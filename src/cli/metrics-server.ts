@@ -22,6 +22,8 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     const { contentType, text } = await options.collect()
     return reply.type(contentType).send(text)
   })
-  await server.listen({ host: options.host, port: options.port })
+  // Not "Server listening at": that line is the API's, which scripts and tests wait for.
+  await server.listen({ host: options.host, port: options.port,
+    listenTextResolver: (address) => `Metrics listening at ${address}` })
   return server
 }

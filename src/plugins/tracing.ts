@@ -43,7 +43,14 @@ function ended(span: Span, error?: unknown): void {
 async function tracing(fastify: FastifyInstance, options: TracingOptions): Promise<void> {
   // Hooks are not traced one by one (a span each for request ids, load shedding, …): the request, its handler, and
   // the work that takes time are.
-  const instrumentation = new FastifyOtelInstrumentation({ instrumentHooks: false })
+  const instrumentation = new FastifyOtelInstrumentation({
+    instrumentHooks: false,
+    // The path without the query string, which may hold secrets (as the access line has it).
+    requestHook: (span, request) => {
+      const query = request.url.indexOf('?')
+      if (query >= 0) span.setAttribute('url.path', request.url.slice(0, query))
+    },
+  })
   if (options.tracerProvider !== undefined) instrumentation.setTracerProvider(options.tracerProvider)
   await fastify.register(instrumentation.plugin())
   const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(PACKAGE_NAME, packageVersion)
