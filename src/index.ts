@@ -50,3 +50,12 @@ export {
 } from './plugins/readiness.js'
 export { default as openapi, type OpenApiOptions } from './plugins/openapi.js'
 export { packageVersion } from './lib/package-info.js'
+
+// The metrics and tracing plugins are subpath exports (`mrmat-ts-api-fastify/metrics`, `…/tracing`): importing the
+// root must not load prom-client or OpenTelemetry.
+export type { MetricsOptions } from './plugins/metrics.js'
+export type { TracingOptions } from './plugins/tracing.js'
+export {
+  tracingConfigured, type AuthObserver, type RequestTracer, type ServerMetrics, type TraceIds, type WorkSpan,
+} from './lib/observability.js'
+export type { DatabaseStats } from './plugins/database/database.js'

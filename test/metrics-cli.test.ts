@@ -15,7 +15,8 @@ const COUNT = 'http_request_duration_seconds_count'
 
 async function metricsOf(url: string): Promise<{ status: number, contentType: string, text: string }> {
   const response = await fetch(`${url}/metrics`)
-  return { status: response.status, contentType: response.headers.get('content-type') ?? '', text: await response.text() }
+  const contentType = response.headers.get('content-type') ?? ''
+  return { status: response.status, contentType, text: await response.text() }
 }
 
 t.test('--metrics-port without --metrics, and --metrics with --workers but no port, are usage errors', async (t) => {

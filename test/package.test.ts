@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url'
 import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
 import { startTestProvider } from './fixtures/oidc-provider.js'
+import { startOtlpReceiver } from './fixtures/otlp-receiver.js'
+import { valueOf } from './helpers/metrics.js'
+import { pollUntil } from './helpers/wait.js'
 import { send } from './helpers/http.js'
 import { Child, type ChildResult } from './helpers/process.js'
 
@@ -190,6 +193,52 @@ t.test('the installed bin (the bundled command line) serves every API with a rea
   t.equal((await send(url, '/docs/static/swagger-ui.css')).status, 200, 'and serves its assets from node_modules')
   const client = await run(join(host, 'node_modules', '.bin', `${NAME}-client`), ['--help'], host, STEP_TIMEOUT_MS)
   t.match(client.stdout, /Commands:/, 'the client bin prints its help')
+})
+
+/** The files an ES module imports statically (not `import()`), transitively, and the packages they name. */
+function staticImports(entry: string): { files: string[], packages: Set<string> } {
+  const files: string[] = []
+  const packages = new Set<string>()
+  const visit = (file: string): void => {
+    if (files.includes(file)) return
+    files.push(file)
+    const code = readFileSync(file, 'utf8')
+    for (const [, specifier = ''] of code.matchAll(/^(?:import|export)\b[^;(]*?["']([^"']+)["'];?$/gm)) {
+      if (specifier.startsWith('.')) visit(join(file, '..', specifier))
+      else packages.add(specifier)
+    }
+  }
+  visit(entry)
+  return { files, packages }
+}
+
+t.test('the bundled command line loads no OpenTelemetry and no prom-client until asked', async (t) => {
+  const { installed: where } = await installed()
+  const { files, packages } = staticImports(join(where, 'dist', 'cli', 'main.js'))
+  t.ok(files.length > 1, `the entry and its chunks (${String(files.length)})`)
+  t.same([...packages].filter((name) => /opentelemetry|@fastify\/otel|prom-client/.test(name)), [],
+    'no such package is imported before it is needed')
+  t.same(files.filter((file) => readFileSync(file, 'utf8').includes('node_modules/prom-client/')), [],
+    'no chunk loaded at start bundles prom-client')
+})
+
+t.test('the installed bin with --metrics and an OTLP exporter: metrics port and spans', async (t) => {
+  const { host, work } = await installed()
+  const receiver = await startOtlpReceiver(t)
+  const child = new Child(t, join(host, 'node_modules', '.bin', NAME), ['--host', '127.0.0.1', '--port', '0',
+    '--instance-path', join(work, 'observed'), '--metrics', '--metrics-port', '0'], { cwd: host, coverage: false,
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100' } })
+  const [, url = ''] = await child.waitForLine(/"msg":"Server listening at (http:\/\/[^"]+)"/, STEP_TIMEOUT_MS)
+  const [, metricsUrl = ''] = await child.waitForLine(/metrics are served at (http:\/\/[^"]+)\/metrics/)
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const answer = await send(url, '/api/greeting/v1/', { headers: {
+    traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
+  t.equal(answer.status, 200)
+  const span = await pollUntil(() => receiver.spans.find((s) => s.traceId === traceId && s.name === 'request'),
+    STEP_TIMEOUT_MS, 'the request\'s span')
+  t.equal(span.parentSpanId, '00f067aa0ba902b7', 'the upstream span is its parent')
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text()
+  t.equal(valueOf(text, 'http_request_duration_seconds_count', { route: '/api/greeting/v1' }), 1)
 })
 
 const HOST_APP = `

@@ -53,8 +53,8 @@ export function resolveServerConfig(sources: OptionSources): ServerConfig {
     throw new ConfigError('invalid --metrics-port: it serves the metrics, which are off; add --metrics')
   }
   if (options.metrics && workers > 1 && options.metricsPort === undefined) {
-    throw new ConfigError('invalid --metrics with --workers: the primary answers for every worker on a port of its own; '
-      + 'add --metrics-port')
+    throw new ConfigError('invalid --metrics with --workers: the primary answers for every worker on a port of its '
+      + 'own; add --metrics-port')
   }
   const auth = resolveAuthSettings({
     secrets: options.oidcSecrets === undefined ? undefined : readClientSecrets(options.oidcSecrets),

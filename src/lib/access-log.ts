@@ -29,7 +29,7 @@ export class AccessLog extends LogController {
     }
     const log = request.server.log
     // Set only while tracing is on (see plugins/tracing.ts).
-    const ids = (request as FastifyRequest & { [TRACE_IDS]?: TraceIds | null })[TRACE_IDS]
+    const ids = (request as unknown as Record<symbol, TraceIds | null | undefined>)[TRACE_IDS]
     const traced = ids === undefined || ids === null ? line : { ...line, ...ids }
     if (error == null) log.info(traced, 'request')
     else log.error({ ...traced, err: error }, 'request failed while answering')

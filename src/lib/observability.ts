@@ -45,7 +45,7 @@ export function tracingConfigured(env: NodeJS.ProcessEnv): boolean {
   return !exporters.includes('none') && exporters.includes('otlp')
 }
 
-/** The trace and span ids of a request's span, set while tracing is on; the access line and request lines carry them. */
+/** The ids of a request's span, set while tracing is on; its access line and its log lines carry them. */
 export const TRACE_IDS = Symbol.for('mrmat-ts-api-fastify.trace-ids')
 
 export interface TraceIds {

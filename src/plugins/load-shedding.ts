@@ -56,13 +56,15 @@ function describeOverload(fastify: FastifyInstance, options: Limits): Overload |
     return { reason: 'event_loop_delay', detail: `event loop delay ${delay} is over ${options.maxEventLoopDelay} ms` }
   }
   if (options.maxHeapUsedBytes > 0 && usage.heapUsed > options.maxHeapUsedBytes) {
-    const detail = `heap used ${Math.round(usage.heapUsed / MIB)} MiB is over ${Math.round(options.maxHeapUsedBytes / MIB)} MiB`
+    const limit = Math.round(options.maxHeapUsedBytes / MIB)
+    const detail = `heap used ${Math.round(usage.heapUsed / MIB)} MiB is over ${limit} MiB`
     return { reason: 'heap_used', detail }
   }
   if (options.maxRssBytes > 0 && usage.rssBytes > options.maxRssBytes) {
     return {
       reason: 'rss',
-      detail: `resident set ${Math.round(usage.rssBytes / MIB)} MiB is over ${Math.round(options.maxRssBytes / MIB)} MiB`,
+      detail: `resident set ${Math.round(usage.rssBytes / MIB)} MiB is over `
+        + `${Math.round(options.maxRssBytes / MIB)} MiB`,
     }
   }
   return undefined

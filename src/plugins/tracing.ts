@@ -106,8 +106,10 @@ function traceStatements(database: Database, tracer: Tracer): void {
     connection.prepare = ((source: string) => {
       const statement = prepare(source)
       for (const method of ['run', 'get', 'all', 'iterate'] as const) {
-        const original = statement[method] as (...args: unknown[]) => unknown
-        ;(statement as unknown as Record<string, unknown>)[method] = function traced(this: unknown, ...args: unknown[]) {
+        const methods = statement as unknown as Record<string, (...args: unknown[]) => unknown>
+        const original = methods[method]
+        if (original === undefined) continue
+        methods[method] = function traced(this: unknown, ...args: unknown[]) {
           const span = statementSpan(tracer, database, source)
           try {
             const result = original.apply(this, args)
@@ -130,8 +132,8 @@ function traceStatements(database: Database, tracer: Tracer): void {
     if (original === undefined) continue
     pool[method] = function traced(this: unknown, ...args: unknown[]): unknown {
       const first = args[0]
-      const sql = typeof first === 'string' ? first : String((first as { text?: string, sql?: string }).text
-        ?? (first as { sql?: string }).sql ?? '')
+      const sql = typeof first === 'string' ? first
+        : (first as { text?: string }).text ?? (first as { sql?: string }).sql ?? ''
       const span = statementSpan(tracer, database, sql)
       const last = args.at(-1)
       if (typeof last === 'function') {

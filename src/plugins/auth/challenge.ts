@@ -31,7 +31,8 @@ export function refuse(realm: string, challenge: Challenge): HttpProblem {
 
 /**
  * Why a token was refused, as metrics count it: `malformed`, `expired`, `not_yet_valid`, `algorithm`, `unknown_key`,
- * `invalid` (signature, issuer, audience or claims), `not_access_token`, `no_subject`, `inactive`, `not_introspectable`.
+ * `invalid` (signature, issuer, audience or claims), `not_access_token`, `no_subject`, `inactive`,
+ * `not_introspectable`.
  */
 export function invalidToken(realm: string, detail: string, reason = 'invalid'): HttpProblem {
   return refuse(realm, {
