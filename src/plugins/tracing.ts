@@ -91,13 +91,14 @@ function statementSpan(tracer: Tracer, database: Database, sql: string): Span {
 }
 
 const TRACED = Symbol.for('mrmat-ts-api-fastify.traced')
+type Traced = Record<string | symbol, unknown>
 
 /**
  * A span for each statement, a child of whatever span is active (the handler's): better-sqlite3's prepared statements
  * as they run, pg's and mysql2's pool queries. Parameters are not recorded, only the statement's text.
  */
 function traceStatements(database: Database, tracer: Tracer): void {
-  const marked = database as Database & { [TRACED]?: true }
+  const marked = database as unknown as Traced
   if (marked[TRACED] === true) return
   marked[TRACED] = true
   if (database.dialect === 'sqlite') {
@@ -125,29 +126,59 @@ function traceStatements(database: Database, tracer: Tracer): void {
     }) as typeof connection.prepare
     return
   }
-  const pool = (database.dialect === 'postgres' ? database.pool : database.pool.pool) as unknown as
-    Record<string, (...args: unknown[]) => unknown>
-  for (const method of database.dialect === 'postgres' ? ['query'] : ['query', 'execute']) {
-    const original = pool[method]
-    if (original === undefined) continue
-    pool[method] = function traced(this: unknown, ...args: unknown[]): unknown {
+  if (database.dialect === 'postgres') {
+    traceQueries(database.pool as unknown as Traced, ['query'], tracer, database)
+    return
+  }
+  // mysql2's pool runs every statement, its own query() and execute() too, on a pooled connection: those are traced,
+  // the ones open now and each one opened later.
+  const pool = database.pool.pool as unknown as {
+    _allConnections?: { toArray(): object[] }
+    on(event: 'connection', listener: (connection: object) => void): unknown
+  }
+  const traceConnection = (connection: object): void => {
+    traceQueries(connection as Traced, ['query', 'execute'], tracer, database)
+  }
+  for (const connection of pool._allConnections?.toArray() ?? []) traceConnection(connection)
+  pool.on('connection', traceConnection)
+}
+
+/** Wraps the query methods of a pool or connection: a span from the call until its promise, callback or events end. */
+function traceQueries(target: Traced, methods: string[], tracer: Tracer, database: Database): void {
+  if (target[TRACED] === true) return
+  target[TRACED] = true
+  for (const method of methods) {
+    const original = target[method]
+    if (typeof original !== 'function') continue
+    target[method] = function traced(this: unknown, ...args: unknown[]): unknown {
       const first = args[0]
       const sql = typeof first === 'string' ? first
         : (first as { text?: string }).text ?? (first as { sql?: string }).sql ?? ''
       const span = statementSpan(tracer, database, sql)
+      let open = true
+      const end = (error?: unknown): void => {
+        if (!open) return
+        open = false
+        ended(span, error ?? undefined)
+      }
       const last = args.at(-1)
       if (typeof last === 'function') {
         args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
-          ended(span, error ?? undefined)
+          end(error)
           ;(last as (...given: unknown[]) => void)(error, ...rest)
         }
-        return original.apply(this, args)
       }
-      const result = original.apply(this, args)
-      if (typeof (result as Promise<unknown> | undefined)?.then === 'function') {
-        (result as Promise<unknown>).then(() => { ended(span) }, (error: unknown) => { ended(span, error) })
+      const result = (original as (...given: unknown[]) => unknown).apply(this, args)
+      if (typeof last === 'function') return result
+      // mysql2's Query is an event emitter whose then() throws: asked first. pg's pool answers a promise.
+      const events = result as { once?: (event: string, listener: (error?: unknown) => void) => unknown } | undefined
+      if (typeof events?.once === 'function') {
+        events.once('end', () => { end() })
+        events.once('error', (error) => { end(error) })
+      } else if (typeof (result as Promise<unknown> | undefined)?.then === 'function') {
+        (result as Promise<unknown>).then(() => { end() }, (error: unknown) => { end(error) })
       } else {
-        ended(span)
+        end()
       }
       return result
     }
