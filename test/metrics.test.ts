@@ -6,7 +6,7 @@ import { buildApp } from '#src/app.js'
 import metrics from '#src/plugins/metrics.js'
 import { openSqlite } from '#src/plugins/database/sqlite.js'
 import problemDetails from '#src/plugins/problem-details.js'
-import { freshPostgres, freshSqlite } from './fixtures/databases.js'
+import { freshDatabase, freshSqlite } from './fixtures/databases.js'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { build } from './helpers/app.js'
 import { settingsFromSecrets } from './helpers/auth.js'
@@ -124,8 +124,9 @@ t.test('SQLite: a failed write, and a write waiting for the lock another process
     t.equal(valueOf(text, 'mrmat_db_pool_connections'), undefined, 'SQLite has no pool')
   })
 
-t.test('PostgreSQL: the pool\'s connections and a failed statement', async (t) => {
-  const pg = await freshPostgres(t)
+const POOLED = ['postgres', 'mysql'] as const
+for (const dialect of POOLED) t.test(`${dialect}: the pool's connections and a failed statement`, async (t) => {
+  const pg = await freshDatabase(t, dialect)
   if (pg === undefined) return
   const provider = await startTestProvider(t)
   const app = await build(t, { database: pg, poolSize: 3, metrics: true, auth: await settingsFromSecrets(t, provider) })
@@ -137,12 +138,12 @@ t.test('PostgreSQL: the pool\'s connections and a failed statement', async (t) =
   // pg drops a connection a statement failed on: a read opens one again.
   t.equal((await send(app, String(created.headers.location), { token })).status, 200)
   const { text } = await scrape(app)
-  t.equal(valueOf(text, 'mrmat_db_query_errors_total', { dialect: 'postgres' }), 1, 'the unique violation')
-  const open = valueOf(text, 'mrmat_db_pool_connections', { dialect: 'postgres', state: 'open' }) ?? 0
+  t.equal(valueOf(text, 'mrmat_db_query_errors_total', { dialect }), 1, 'the unique violation')
+  const open = valueOf(text, 'mrmat_db_pool_connections', { dialect, state: 'open' }) ?? 0
   t.ok(open >= 1 && open <= 3, `between 1 and the pool size open (${open})`)
-  t.equal(valueOf(text, 'mrmat_db_pool_waiting_clients', { dialect: 'postgres' }), 0)
+  t.equal(valueOf(text, 'mrmat_db_pool_waiting_clients', { dialect }), 0)
   const scraped = await scrape(app)
-  t.equal(valueOf(scraped.text, 'mrmat_db_query_errors_total', { dialect: 'postgres' }), 1, 'a counter, not a sum')
+  t.equal(valueOf(scraped.text, 'mrmat_db_query_errors_total', { dialect }), 1, 'a counter, not a sum')
 })
 
 t.test('load shedding: each 503 counted by its reason', async (t) => {

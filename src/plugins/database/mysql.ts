@@ -70,6 +70,7 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
       })
     }
   })
+  const counted = countErrors(callbackPool)
   const pool = callbackPool.promise()
   try {
     await pool.query('SELECT 1')
@@ -78,7 +79,6 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
     throw new DatabaseError(`cannot connect to MySQL at ${description}: ${(error as Error).message}`)
   }
   let ended = false
-  const counted = countErrors(callbackPool)
   const orm = drizzle(callbackPool, { schema, mode: 'default' })
   return {
     dialect: 'mysql',
@@ -136,21 +136,30 @@ function poolState(pool: mysql.Pool): { size: number, idle: number, waiting: num
   }
 }
 
-/** Counts the statements run through the pool (drizzle's; the promise pool runs on it too) that fail. */
+/**
+ * Counts the statements that fail on the pool's connections: mysql2 runs every statement on one, its pool's query()
+ * and execute() and the repository's transactions alike.
+ */
 function countErrors(pool: mysql.Pool): { errors: number } {
   const counted = { errors: 0 }
-  for (const method of ['query', 'execute'] as const) {
-    const original = (pool[method] as (...args: unknown[]) => unknown).bind(pool)
-    ;(pool as unknown as Record<string, unknown>)[method] = (...args: unknown[]): unknown => {
-      const last = args.at(-1)
-      if (typeof last === 'function') {
-        args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
-          if (error !== null && error !== undefined) counted.errors++
-          ;(last as (...given: unknown[]) => void)(error, ...rest)
+  const count = (connection: object): void => {
+    const methods = connection as Record<string, unknown>
+    for (const method of ['query', 'execute']) {
+      const original = methods[method]
+      if (typeof original !== 'function') continue
+      methods[method] = function counting(this: unknown, ...args: unknown[]): unknown {
+        const last = args.at(-1)
+        if (typeof last === 'function') {
+          args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
+            if (error !== null && error !== undefined) counted.errors++
+            ;(last as (...given: unknown[]) => void)(error, ...rest)
+          }
         }
+        // Without a callback (a streamed query) the caller listens for its errors: left alone.
+        return (original as (...given: unknown[]) => unknown).apply(this, args)
       }
-      return original(...args)
     }
   }
+  pool.on('connection', count)
   return counted
 }
