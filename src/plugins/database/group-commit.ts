@@ -1,5 +1,10 @@
 import type BetterSqlite3 from 'better-sqlite3'
 
+/** The longest a single attempt at the write lock may block the event loop: the connection's busy_timeout. */
+export const LOCK_ATTEMPT_MS = 10
+/** Pauses between attempts at the write lock, growing to the second figure. */
+const RETRY_DELAY_MS: [number, number] = [5, 100]
+
 interface Job {
   work: () => unknown
   resolve: (value: unknown) => void
@@ -12,8 +17,13 @@ interface Job {
  * A write's promise settles only after the COMMIT: nothing is acknowledged before it is in the database. A COMMIT
  * costs more than the statements of a typical write; sharing it makes writes several times cheaper under load and
  * adds no more than one turn of the event loop to a lone write.
+ *
+ * better-sqlite3 is synchronous, and SQLite's busy handler sleeps inside the call: a write lock held elsewhere (another
+ * process, a backup) would freeze the whole event loop for the busy timeout, every request and probe with it. So the
+ * connection waits at most `LOCK_ATTEMPT_MS` in one go (its busy_timeout, set by openSqlite), and the batch tries again
+ * after a timer, the loop free meanwhile, until `busyTimeout` has passed; then its writes fail with SQLITE_BUSY (503).
  */
-export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () => T) => Promise<T> {
+export function groupCommit(connection: BetterSqlite3.Database, busyTimeout: number): <T>(work: () => T) => Promise<T> {
   const begin = connection.prepare('BEGIN IMMEDIATE')
   const commit = connection.prepare('COMMIT')
   const rollback = connection.prepare('ROLLBACK')
@@ -21,16 +31,32 @@ export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () =>
   const release = connection.prepare('RELEASE mrmat_write')
   const rollbackTo = connection.prepare('ROLLBACK TO mrmat_write')
   let queue: Job[] = []
+  /** Set while a batch waits for the write lock: writes arriving meanwhile join it. */
+  let waitingSince: number | undefined
+  let delay = RETRY_DELAY_MS[0]
 
   function flush(): void {
-    const batch = queue
-    queue = []
     try {
       begin.run()
     } catch (error) {
+      const now = performance.now()
+      waitingSince ??= now
+      if ((error as { code?: unknown }).code === 'SQLITE_BUSY' && now - waitingSince < busyTimeout) {
+        setTimeout(flush, Math.min(delay, busyTimeout - (now - waitingSince)))
+        delay = Math.min(delay * 2, RETRY_DELAY_MS[1])
+        return
+      }
+      waitingSince = undefined
+      delay = RETRY_DELAY_MS[0]
+      const batch = queue
+      queue = []
       for (const job of batch) job.reject(error)
       return
     }
+    waitingSince = undefined
+    delay = RETRY_DELAY_MS[0]
+    const batch = queue
+    queue = []
     const outcomes: ({ value: unknown } | { error: unknown })[] = []
     for (const job of batch) {
       savepoint.run()
@@ -59,6 +85,7 @@ export function groupCommit(connection: BetterSqlite3.Database): <T>(work: () =>
 
   return async <T>(work: () => T): Promise<T> => new Promise<T>((resolve, reject) => {
     queue.push({ work, resolve: resolve as (value: unknown) => void, reject })
-    if (queue.length === 1) setImmediate(flush)
+    // The first write of a batch schedules it; while a batch waits for the lock, its timer is already set.
+    if (queue.length === 1 && waitingSince === undefined) setImmediate(flush)
   })
 }
