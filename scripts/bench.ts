@@ -270,17 +270,25 @@ async function compare(config: string, server: Server, baselineUrl: string, scen
     + (target === undefined ? '' : ` (target ${target.toFixed(2)})`))
 }
 
+/**
+ * One request of the bench's own (seeding, say), as a well-behaved client makes it: a 503 is retried after its
+ * Retry-After, a few times; a server just started on a busy machine may shed its first requests.
+ */
 async function call(url: string, token: string, method = 'GET', body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(url, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  })
-  if (!res.ok) throw new Error(`${method} ${url}: ${String(res.status)} ${await res.text()}`)
-  return await res.json() as Record<string, unknown>
+  for (let attempt = 1; ; attempt++) {
+    const res = await fetch(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    if (res.ok) return await res.json() as Record<string, unknown>
+    const text = await res.text()
+    if (res.status !== 503 || attempt === 5) throw new Error(`${method} ${url}: ${String(res.status)} ${text}`)
+    await sleep(Math.min(Number(res.headers.get('retry-after')) || 1, 5) * 1000)
+  }
 }
 
 /** 1,000 resources, so that lists page over real rows; the id of one to get. */

@@ -388,7 +388,7 @@ t.test('--issuer with no reachable provider: the app starts, warns, answers 503,
   const logs = captureLogs()
   const app = await build(t, { auth, logger: { level: 'info', stream: logs.stream }, discovered: false })
   const warning = await pollUntil(() => logs.lines.find((line) => line.level === 40), 10_000, 'a warning')
-  t.match(warning, { msg: 'identity provider not reachable; retrying', issuer }, 'a warning names the issuer')
+  t.match(warning, { msg: 'identity provider discovery failed; retrying', issuer }, 'a warning names the issuer')
 
   const someJwt = unsignedJwt({ alg: 'RS256', kid: 'k' }, { sub: 'x' }).replace(/\.$/, '.c2lnbmF0dXJl')
   const answer = await send(app, GREETING, { token: someJwt })

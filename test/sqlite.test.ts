@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
 import t from 'tap'
 import { DatabaseError } from '#src/plugins/database/database.js'
+import { LOCK_ATTEMPT_MS } from '#src/plugins/database/group-commit.js'
 import { openSqlite } from '#src/plugins/database/sqlite.js'
 
 t.test('SQLite opens in WAL mode with a busy timeout and foreign keys on', async (t) => {
@@ -14,7 +15,52 @@ t.test('SQLite opens in WAL mode with a busy timeout and foreign keys on', async
   const pragma = (name: string): unknown => connection.pragma(name, { simple: true })
   t.equal(pragma('journal_mode'), 'wal')
   t.equal(pragma('foreign_keys'), 1)
-  t.equal(pragma('busy_timeout'), 5000)
+  t.equal(pragma('busy_timeout'), LOCK_ATTEMPT_MS, 'a statement blocks the event loop briefly at most')
+})
+
+t.test('a write waits for another process\'s lock without blocking the event loop', async (t) => {
+  const file = join(t.testdir(), 'app.sqlite')
+  const database = openSqlite(file, { busyTimeout: 400 })
+  t.teardown(() => database.close())
+  await database.migrate()
+  const { connection } = database
+  connection.exec('CREATE TABLE t (v TEXT)')
+  const other = new BetterSqlite3(file)
+  t.teardown(() => { other.close() })
+  const insert = (v: string) => database.write(() => connection.prepare('INSERT INTO t VALUES (?)').run(v))
+
+  // The event loop's longest stall while writes wait: a timer that should fire every 5 ms.
+  const stalls = async <T>(work: Promise<T>): Promise<{ outcome: T | Error, longest: number }> => {
+    let last = performance.now()
+    let longest = 0
+    const timer = setInterval(() => {
+      const now = performance.now()
+      longest = Math.max(longest, now - last)
+      last = now
+    }, 5)
+    try {
+      return { outcome: await work.catch((error: unknown) => error as Error), longest }
+    } finally {
+      clearInterval(timer)
+    }
+  }
+
+  other.exec('BEGIN EXCLUSIVE')
+  const started = performance.now()
+  const refused = await stalls(Promise.all([insert('a'), insert('b')]))
+  const waited = performance.now() - started
+  other.exec('ROLLBACK')
+  t.match(refused.outcome, { code: 'SQLITE_BUSY' }, 'the busy timeout ran out: SQLITE_BUSY')
+  t.ok(waited >= 390, `after the busy timeout (${waited.toFixed(0)} ms)`)
+  t.ok(refused.longest < 100, `the event loop never stalled long (${refused.longest.toFixed(0)} ms at most)`)
+
+  other.exec('BEGIN EXCLUSIVE')
+  const later = insert('c')
+  setTimeout(() => { other.exec('ROLLBACK') }, 150)
+  const joined = insert('d')
+  t.same(await Promise.all([later, joined]).then((r) => r.map((x) => x.changes)), [1, 1],
+    'the lock released within the timeout: both writes commit')
+  t.same(connection.prepare('SELECT v FROM t ORDER BY v').pluck().all(), ['c', 'd'], 'the refused ones wrote nothing')
 })
 
 t.test('migrations create the tables once and are idempotent', async (t) => {

@@ -4,6 +4,13 @@ import { owners, resources } from '#src/plugins/database/schema/sqlite.js'
 import { nameClash, type ResourceRepository } from './repository.js'
 import type { Resource } from './schemas.js'
 
+/** A row of the joined reads: the resource's id and name, its owner's id, subject and name. */
+type Row = [number, string, number, string, string]
+
+function resourceOf([id, name, ownerId, subject, ownerName]: Row): Resource {
+  return { id, name, owner: { id: ownerId, subject, name: ownerName } }
+}
+
 /**
  * better-sqlite3 is synchronous: every statement is prepared once here, and each write is one atomic unit, committed
  * together with the writes of the same moment (group commit).
@@ -16,16 +23,20 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
     owner: { id: owners.id, subject: owners.subject, name: owners.name },
   }
   const joined = () => orm.select(columns).from(resources).innerJoin(owners, eq(owners.id, resources.ownerId))
-  const getOne = joined().where(eq(resources.id, sql.placeholder('id'))).prepare()
+  // The reads on every request's path: drizzle writes their SQL, better-sqlite3 runs it and returns flat rows that are
+  // made into resources here. drizzle's own mapping of the nested owner doubled the cost of a page (measured with
+  // better-sqlite3 12, 11 rows: 31 µs against 16 µs). The columns are those of `columns`, in its order.
+  const flat = (query: { toSQL(): { sql: string } }) => database.connection.prepare<unknown[], Row>(query.toSQL().sql)
+    .raw()
+  const getOne = flat(joined().where(eq(resources.id, sql.placeholder('id'))))
   // `LIMIT ?+0`, not `LIMIT ?`: SQLite runs this page twice as slowly with a bare parameter as its limit (measured
   // with better-sqlite3 12: 52 µs against 24 µs for 11 rows), and as fast as a literal with an expression. drizzle
   // types limit() as a number or a placeholder; the expression is rendered where the placeholder would be.
   const pageLimit = sql`${sql.placeholder('limit')} + 0` as unknown as Placeholder
-  const listPage = joined()
+  const listPage = flat(joined()
     .where(gt(resources.id, sql.placeholder('after')))
     .orderBy(asc(resources.id))
-    .limit(pageLimit)
-    .prepare()
+    .limit(pageLimit))
   const upsertOwner = orm.insert(owners)
     .values({ subject: sql.placeholder('subject'), name: sql.placeholder('name') })
     .onConflictDoUpdate({ target: owners.subject, set: { name: sql`excluded.name` } })
@@ -68,10 +79,11 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
 
   return {
     async list(after, limit) {
-      return listPage.all({ after, limit })
+      return listPage.all(after, limit).map(resourceOf)
     },
     async get(id) {
-      return getOne.get({ id })
+      const row = getOne.get(id)
+      return row === undefined ? undefined : resourceOf(row)
     },
     async create(caller, name) {
       return translated((): Resource => {

@@ -62,7 +62,7 @@ export class IdentityProvider {
   private discovering: Promise<void> | undefined
   /** The kids of the freshest key set fetched, and when that fetch began. */
   private published: { kids: Set<string>, at: number } | undefined
-  private keySetFetch: { at: number, done: Promise<void> } | undefined
+  private keySetFetch: { at: number, done: Promise<void>, settled: boolean } | undefined
   private readonly pems = new WeakMap<object, string>()
 
   constructor(
@@ -107,7 +107,7 @@ export class IdentityProvider {
         if (this.isClosed()) return
         this.log.warn(
           { issuer: this.settings.issuer, err: error, retryInMs: delay },
-          'identity provider not reachable; retrying',
+          'identity provider discovery failed; retrying',
         )
       }
       await new Promise<void>((resolve) => {
@@ -132,7 +132,7 @@ export class IdentityProvider {
     const url = `${settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`
     const response = await this.fetch(url)
     if (!response.ok) throw new Error(`discovery at ${url} answered ${response.status}`)
-    const document = await response.json() as DiscoveryDocument
+    const document = await jsonOf(response, `discovery at ${url}`) as DiscoveryDocument
     // OpenID Connect Discovery 1.0 §4.3: the document must name the issuer it was fetched for.
     if (document.issuer !== settings.issuer) {
       throw new Error(`discovery at ${url} names the issuer ${JSON.stringify(document.issuer)}, not ${settings.issuer}`)
@@ -203,7 +203,9 @@ export class IdentityProvider {
   /**
    * A kid not seen before is judged by a key set fetched after the request asked: never by another caller's failed
    * look-up, so that strangers sending made-up kids cannot get a real key refused. Fetches of the set for such kids
-   * run one at a time and at least keySetInterval apart; every request waiting shares the next one.
+   * run one at a time and at least keySetInterval apart; every request waiting shares the next one. A fetch that was
+   * in flight when the request came and could not reach the provider fails the request too (503): the next one would
+   * most likely fail as well, a fetch timeout later.
    */
   private async requirePublished(kid: string): Promise<void> {
     if (this.published?.kids.has(kid) !== true) await this.keySetSince(Date.now())
@@ -221,16 +223,20 @@ export class IdentityProvider {
         return
       }
       if (current !== undefined) {
-        // One in flight that began before the request: wait for it (its outcome is not this request's), then start
-        // the next.
-        await current.done.catch(() => undefined)
+        // One that began before the request: its key set may predate the kid, so wait for it and start the next. If
+        // it was still in flight and failed, the provider is out of reach now: that is this request's answer too.
+        if (current.settled) await current.done.catch(() => undefined)
+        else await current.done
         if (this.keySetFetch !== current) continue
       }
       const wait = (this.keySetFetch?.at ?? -Infinity) + this.timings.keySetInterval - Date.now()
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref())
       if (this.keySetFetch !== current) continue
       const at = Date.now()
-      this.keySetFetch = { at, done: this.fetchKeySet(at) }
+      const fetch = { at, done: this.fetchKeySet(at), settled: false }
+      const settle = () => { fetch.settled = true }
+      fetch.done.then(settle, settle)
+      this.keySetFetch = fetch
     }
   }
 
@@ -240,9 +246,12 @@ export class IdentityProvider {
     try {
       const response = await this.fetch(uri, { headers: { accept: 'application/json' } })
       if (!response.ok) throw new Error(`${uri} answered ${String(response.status)}`)
-      const body = await response.json() as { keys?: unknown }
+      const body = await jsonOf(response, uri) as { keys?: unknown }
       if (!Array.isArray(body.keys)) throw new Error(`${uri} holds no keys`)
-      const keys = (body.keys as Record<string, unknown>[]).filter((key) => typeof key.kid === 'string')
+      // RFC 7517 §5: members that are not keys one understands are ignored; a set left with none is broken.
+      const keys = (body.keys as unknown[]).filter((key): key is Record<string, unknown> => typeof key === 'object'
+        && key !== null && typeof (key as Record<string, unknown>).kid === 'string')
+      if (keys.length === 0) throw new Error(`${uri} holds no key with a kid`)
       this.observer?.jwksFetched(true)
       this.published = { kids: new Set(keys.map((key) => key.kid as string)), at }
       // The keys themselves go to get-jwks' cache, so that a new kid costs one fetch, not two.
@@ -326,5 +335,18 @@ export class IdentityProvider {
     }
     this.observer?.introspected(claims.active === true ? 'active' : 'inactive')
     return claims
+  }
+}
+
+/**
+ * The body as JSON, or an error that says where the garbage came from (a bare SyntaxError does not; the log shows its
+ * message after ours, as the cause).
+ */
+async function jsonOf(response: Response, where: string): Promise<unknown> {
+  const text = await response.text()
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    throw new Error(`${where} answered no JSON`, { cause: error })
   }
 }

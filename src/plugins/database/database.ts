@@ -77,8 +77,13 @@ const MYSQL_UNAVAILABLE = new RegExp('^(PROTOCOL_CONNECTION_LOST|PROTOCOL_SEQUEN
   + '|ER_ACCOUNT_HAS_BEEN_LOCKED|ER_CONNECTION_KILLED|ER_CLIENT_INTERACTION_TIMEOUT)$')
 /** Socket errors on the way to PostgreSQL or MySQL. */
 const NETWORK_UNAVAILABLE = /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/
-/** pg's own errors for a connection lost or not got, which carry no code. */
-const PG_CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
+/**
+ * The drivers' own errors for a connection lost or not got, which carry no code: pg's, and mysql2's for a statement
+ * given to a connection the server has already closed (killed, say) before the pool noticed.
+ */
+const CONNECTION_MESSAGES = new RegExp('^(Connection terminated|timeout exceeded when trying to connect'
+  + '|Client has encountered a connection error|Can\'t add new command when connection is in closed state'
+  + '|Can\'t write in closed state)')
 
 /**
  * Whether a statement failed because the database is unavailable (down, restarting, locked, read-only) rather than
@@ -94,7 +99,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
         return true
       }
     }
-    if (PG_CONNECTION_MESSAGES.test(cause.message)) return true
+    if (CONNECTION_MESSAGES.test(cause.message)) return true
   }
   return false
 }

@@ -1,5 +1,17 @@
 import type BetterSqlite3 from 'better-sqlite3'
 
+/** The longest a single attempt at the write lock may block the event loop: the connection's busy_timeout. */
+export const LOCK_ATTEMPT_MS = 10
+/** Pauses between attempts at the write lock, growing to the second figure. */
+const RETRY_DELAY_MS: [number, number] = [5, 100]
+
+/** What the write queue has seen: failed writes and statements, and the write lock's waits. */
+export interface WriteStats {
+  errors: number
+  busyWaitSeconds: number
+  busyTimeouts: number
+}
+
 interface Job {
   work: () => unknown
   resolve: (value: unknown) => void
@@ -12,18 +24,14 @@ interface Job {
  * A write's promise settles only after the COMMIT: nothing is acknowledged before it is in the database. A COMMIT
  * costs more than the statements of a typical write; sharing it makes writes several times cheaper under load and
  * adds no more than one turn of the event loop to a lone write.
+ *
+ * better-sqlite3 is synchronous, and SQLite's busy handler sleeps inside the call: a write lock held elsewhere (another
+ * process, a backup) would freeze the whole event loop for the busy timeout, every request and probe with it. So the
+ * connection waits at most `LOCK_ATTEMPT_MS` in one go (its busy_timeout, set by openSqlite), and the batch tries again
+ * after a timer, the loop free meanwhile, until `busyTimeout` has passed; then its writes fail with SQLITE_BUSY (503).
  */
-/** What the write queue has seen: failed writes and statements, and the write lock's waits. */
-export interface WriteStats {
-  errors: number
-  busyWaitSeconds: number
-  busyTimeouts: number
-}
-
-/** Waits for the lock shorter than this are the statement itself, not a wait: they are not counted. */
-const WAIT_THRESHOLD_SECONDS = 0.001
-
-export function groupCommit(connection: BetterSqlite3.Database, stats?: WriteStats): <T>(work: () => T) => Promise<T> {
+export function groupCommit(connection: BetterSqlite3.Database, busyTimeout: number,
+  stats?: WriteStats): <T>(work: () => T) => Promise<T> {
   const begin = connection.prepare('BEGIN IMMEDIATE')
   const commit = connection.prepare('COMMIT')
   const rollback = connection.prepare('ROLLBACK')
@@ -31,27 +39,46 @@ export function groupCommit(connection: BetterSqlite3.Database, stats?: WriteSta
   const release = connection.prepare('RELEASE mrmat_write')
   const rollbackTo = connection.prepare('ROLLBACK TO mrmat_write')
   let queue: Job[] = []
+  /** Set while a batch waits for the write lock: writes arriving meanwhile join it. */
+  let waitingSince: number | undefined
+  let delay = RETRY_DELAY_MS[0]
+
+  /** From the first attempt at the lock that found it held: the busy wait, which metrics count. */
+  let heldSince: number | undefined
 
   function flush(): void {
-    const batch = queue
-    queue = []
-    const started = stats === undefined ? 0 : performance.now()
+    const attempt = performance.now()
     try {
       begin.run()
     } catch (error) {
+      const now = performance.now()
+      waitingSince ??= now
+      heldSince ??= attempt
+      const busy = (error as { code?: unknown }).code === 'SQLITE_BUSY'
+      if (busy && now - waitingSince < busyTimeout) {
+        setTimeout(flush, Math.min(delay, busyTimeout - (now - waitingSince)))
+        delay = Math.min(delay * 2, RETRY_DELAY_MS[1])
+        return
+      }
+      waitingSince = undefined
+      delay = RETRY_DELAY_MS[0]
+      const batch = queue
+      queue = []
       if (stats !== undefined) {
         stats.errors += batch.length
-        stats.busyWaitSeconds += (performance.now() - started) / 1000
-        if ((error as { code?: unknown }).code === 'SQLITE_BUSY') stats.busyTimeouts++
+        stats.busyWaitSeconds += (now - heldSince) / 1000
+        if (busy) stats.busyTimeouts++
       }
+      heldSince = undefined
       for (const job of batch) job.reject(error)
       return
     }
-    if (stats !== undefined) {
-      // BEGIN IMMEDIATE returns at once unless another connection holds the lock: its time is the busy wait.
-      const waited = (performance.now() - started) / 1000
-      if (waited > WAIT_THRESHOLD_SECONDS) stats.busyWaitSeconds += waited
-    }
+    if (stats !== undefined && heldSince !== undefined) stats.busyWaitSeconds += (performance.now() - heldSince) / 1000
+    heldSince = undefined
+    waitingSince = undefined
+    delay = RETRY_DELAY_MS[0]
+    const batch = queue
+    queue = []
     const outcomes: ({ value: unknown } | { error: unknown })[] = []
     for (const job of batch) {
       savepoint.run()
@@ -82,6 +109,7 @@ export function groupCommit(connection: BetterSqlite3.Database, stats?: WriteSta
 
   return async <T>(work: () => T): Promise<T> => new Promise<T>((resolve, reject) => {
     queue.push({ work, resolve: resolve as (value: unknown) => void, reject })
-    if (queue.length === 1) setImmediate(flush)
+    // The first write of a batch schedules it; while a batch waits for the lock, its timer is already set.
+    if (queue.length === 1 && waitingSince === undefined) setImmediate(flush)
   })
 }

@@ -6,14 +6,16 @@ import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
 import { DatabaseError, type SqliteDatabase } from './database.js'
-import { groupCommit } from './group-commit.js'
+import { groupCommit, LOCK_ATTEMPT_MS } from './group-commit.js'
 import * as schema from './schema/sqlite.js'
 import { SQLITE_MEMORY } from './url.js'
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
 
+const DEFAULT_BUSY_TIMEOUT = 5_000
+
 export interface SqliteOptions {
-  /** How long a writer waits for another connection's lock, in milliseconds. */
+  /** How long a writer waits for another connection's lock, in milliseconds (the event loop free meanwhile). */
   busyTimeout?: number
 }
 
@@ -37,7 +39,9 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
     // WAL lets readers run beside the writer; NORMAL sync is durable at checkpoints and safe in WAL.
     if (!inMemory) connection.pragma('journal_mode = WAL')
     connection.pragma('synchronous = NORMAL')
-    connection.pragma(`busy_timeout = ${options.busyTimeout ?? 5000}`)
+    // A statement blocks the event loop while SQLite's busy handler waits: briefly. Writes wait longer without
+    // blocking (groupCommit), migrations at startup the whole busy timeout (nothing else is served yet).
+    connection.pragma(`busy_timeout = ${String(LOCK_ATTEMPT_MS)}`)
     connection.pragma('foreign_keys = ON')
   } catch (error) {
     throw new DatabaseError(`cannot open the SQLite database ${file}: ${(error as Error).message}`)
@@ -45,6 +49,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
   // Remember which file was opened, so that readiness notices it being swapped underneath us.
   const opened = inMemory ? undefined : statSync(file)
   const orm = drizzle(connection, { schema })
+  const busyTimeout = options.busyTimeout ?? DEFAULT_BUSY_TIMEOUT
   const writes = { errors: 0, busyWaitSeconds: 0, busyTimeouts: 0 }
 
   return {
@@ -52,16 +57,19 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
     description: `sqlite:${file}`,
     orm,
     connection,
-    write: groupCommit(connection, writes),
+    write: groupCommit(connection, busyTimeout, writes),
     stats: () => ({
       queryErrors: writes.errors,
       busy: { waitSeconds: writes.busyWaitSeconds, timeouts: writes.busyTimeouts },
     }),
     async migrate() {
       try {
+        connection.pragma(`busy_timeout = ${String(busyTimeout)}`)
         migrate(orm, { migrationsFolder: migrationsFolder('sqlite') })
       } catch (error) {
         throw new DatabaseError(`cannot migrate the SQLite database ${file}: ${(error as Error).message}`)
+      } finally {
+        if (connection.open) connection.pragma(`busy_timeout = ${String(LOCK_ATTEMPT_MS)}`)
       }
     },
     async ping() {
