@@ -58,7 +58,11 @@ RUN npm pack --pack-destination /tmp \
 # runtime stage needs no compiler. The lockfile pins every transitive version, as in development.
 # better-sqlite3 keeps its SQLite amalgamation, its C++ sources and the compiler's object files beside
 # the one .node file it loads: only build/Release/better_sqlite3.node and lib/ are used at run time.
+# OpenTelemetry's packages ship each build three times (CommonJS, which Node loads, and two ES builds for bundlers)
+# with source maps: only the first is kept.
 RUN npm prune --omit=dev --no-audit --no-fund \
+    && rm -rf node_modules/@opentelemetry/*/build/esm node_modules/@opentelemetry/*/build/esnext \
+    && find node_modules/@opentelemetry -name '*.map' -delete \
     && cd node_modules/better-sqlite3 \
     && rm -rf deps src build/deps build/Release/obj build/Release/obj.target build/Release/.deps \
         build/Release/test_extension.node \
