@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry, type Metric, type MetricValueWithName,
+} from 'prom-client'
 import { NOT_SHED, type AuthObserver, type ServerMetrics } from '../lib/observability.js'
 import type { Database } from './database/database.js'
 
@@ -27,31 +28,88 @@ const STATUS_CLASSES = ['', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
 /** From 1 ms to 10 s: a greeting takes well under a millisecond of the server's time, a slow database seconds. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-type Observer = Histogram.Internal<'method' | 'route' | 'status_class'>
+/** One series of the request histogram: its labels, and its counts per bucket (the last: above every bound). */
+interface Series {
+  labels: { method: string, route: string, status_class: string }
+  buckets: Float64Array
+  sum: number
+  count: number
+}
 
 /**
- * The request histogram's children of one route, by method and status class, made on first use: a request then costs
- * a lookup and an observe, and no label object.
+ * The request histogram, in the shape prom-client's registry and cluster aggregator read (a `get()` answering the
+ * `_bucket`, `_sum` and `_count` samples), but observed without allocating: prom-client's own Histogram builds a label
+ * object and a hash string on every observation, even through a child bound to its labels. A request finds its series
+ * once (see RouteSeries) and adds to numbers.
  */
-class RouteSeries {
-  readonly #byMethod = new Map<string, (Observer | undefined)[]>()
+class RequestHistogram {
+  readonly name = 'http_request_duration_seconds'
+  readonly help = 'Requests answered, by method, route template (unmatched: no route) and status class, and how long '
+    + 'they took from arrival to the last byte handed to the socket'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #series: Series[] = []
 
-  constructor(readonly histogram: Histogram<'method' | 'route' | 'status_class'>, readonly route: string) {}
+  series(method: string, route: string, statusClass: string): Series {
+    const made: Series = { labels: { method, route, status_class: statusClass },
+      buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 }
+    this.#series.push(made)
+    return made
+  }
+
+  observe(series: Series, seconds: number): void {
+    let bucket = 0
+    while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] ?? Infinity)) bucket++
+    series.buckets[bucket] = (series.buckets[bucket] ?? 0) + 1
+    series.sum += seconds
+    series.count++
+  }
+
+  get(): Promise<{ name: string, help: string, type: 'histogram', aggregator: 'sum',
+    values: MetricValueWithName<string>[] }> {
+    const values: MetricValueWithName<string>[] = []
+    for (const { labels, buckets, sum, count } of this.#series) {
+      let cumulative = 0
+      DURATION_BUCKETS.forEach((bound, i) => {
+        cumulative += buckets[i] ?? 0
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: bound }, value: cumulative })
+      })
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: '+Inf' }, value: count })
+      values.push({ metricName: `${this.name}_sum`, labels, value: sum })
+      values.push({ metricName: `${this.name}_count`, labels, value: count })
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: 'histogram', aggregator: 'sum', values })
+  }
+
+  reset(): void {
+    for (const series of this.#series) {
+      series.buckets.fill(0)
+      series.sum = 0
+      series.count = 0
+    }
+  }
+}
+
+/** The request histogram's series of one route, by method and status class, made on first use. */
+class RouteSeries {
+  readonly #byMethod = new Map<string, (Series | undefined)[]>()
+
+  constructor(readonly histogram: RequestHistogram, readonly route: string) {}
 
   observe(method: string, status: number, seconds: number): void {
     const known = METHODS.has(method) ? method : 'other'
-    let children = this.#byMethod.get(known)
-    if (children === undefined) {
-      children = []
-      this.#byMethod.set(known, children)
+    let bySeries = this.#byMethod.get(known)
+    if (bySeries === undefined) {
+      bySeries = []
+      this.#byMethod.set(known, bySeries)
     }
     const index = status >= 100 && status < 600 ? Math.floor(status / 100) : 5
-    let child = children[index]
-    if (child === undefined) {
-      child = this.histogram.labels(known, this.route, STATUS_CLASSES[index] ?? '5xx')
-      children[index] = child
+    let series = bySeries[index]
+    if (series === undefined) {
+      series = this.histogram.series(known, this.route, STATUS_CLASSES[index] ?? '5xx')
+      bySeries[index] = series
     }
-    child.observe(seconds)
+    this.histogram.observe(series, seconds)
   }
 }
 
@@ -167,14 +225,8 @@ function databaseMetrics(registry: Registry): (database: Database) => void {
 async function metrics(fastify: FastifyInstance, options: MetricsOptions): Promise<void> {
   const registry = options.registry ?? new Registry()
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry })
-  const histogram = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'Requests answered, by method, route template (unmatched: no route) and status class, and how long they '
-      + 'took from arrival to the last byte handed to the socket',
-    labelNames: ['method', 'route', 'status_class'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  })
+  const histogram = new RequestHistogram()
+  registry.registerMetric(histogram as unknown as Metric)
   const shed = childrenOf(new Counter({
     name: 'mrmat_load_shed_total',
     help: 'Requests refused with 503 because the process was overloaded, by reason (event_loop_delay, heap_used, rss)',
