@@ -7,7 +7,8 @@
 //
 // What stays outside, loaded from node_modules at run time: native addons and the drivers (better-sqlite3, pg,
 // mysql2), packages that read files next to their own code (@fastify/swagger-ui's assets, yargs's locales) and
-// pino-pretty (loaded only for --log-format pretty). Dynamic imports stay dynamic (splitting): a server without
+// pino-pretty (loaded only for --log-format pretty), and oidc-provider (an optional dependency, loaded only by the dev
+// command: the image leaves it out). Dynamic imports stay dynamic (splitting): a server without
 // PostgreSQL does not load the PostgreSQL chunk, and one without an identity provider not the auth stack.
 import { rmSync } from 'node:fs'
 import { build } from 'esbuild'
@@ -28,7 +29,8 @@ await build({
   // The sources, not dist/src: `#src/*` and `#plugins/*` resolve to TypeScript under this condition, as in tests.
   conditions: ['mrmat-source'],
   tsconfig: 'tsconfig.build.json',
-  external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'yargs', 'yargs/*', 'pino-pretty'],
+  external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'yargs', 'yargs/*', 'pino-pretty',
+    'oidc-provider'],
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },

@@ -15,6 +15,7 @@ export const GROUPS = {
   limits: 'Limits',
   shutdown: 'Shutdown',
   logging: 'Logging',
+  development: 'Development',
 } as const
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -232,6 +233,13 @@ export const SERVER_OPTIONS = {
     default: true,
     description: 'One line a request: method, path, status, duration, request id '
       + '(--no-access-log: none)',
+  },
+  devIssuerPort: {
+    group: GROUPS.development,
+    schema: Type.Integer({ minimum: 0, maximum: 65535 }),
+    default: 8081,
+    description: 'dev only: port of the development identity provider on 127.0.0.1 (0 picks a free one; keep it '
+      + 'fixed for tokens and logins to survive a restart)',
   },
 } satisfies OptionTable
 

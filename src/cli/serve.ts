@@ -41,13 +41,22 @@ function settleWithin(shutdownTimeout: number): number {
   return Math.min(5_000, shutdownTimeout / 2)
 }
 
+/** What the dev command adds to serving: its logger, a word once listening, and its provider closed last. */
+export interface ServeHooks {
+  log?: Logger
+  /** Called once the server listens, with the port it got. */
+  onListening?: (port: number) => void
+  /** Called at a graceful shutdown, after the server and the database have closed. */
+  onClose?: () => Promise<void>
+}
+
 /** `serve`: one process serving, or the primary of --workers N. */
-export async function serve(config: ServerConfig): Promise<void> {
+export async function serve(config: ServerConfig, hooks: ServeHooks = {}): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
     await servePrimary(config)
     return
   }
-  const log = await createLogger(config)
+  const log = hooks.log ?? await createLogger(config)
   // The primary of a cluster has migrated already: workers starting together must not race to.
   const database = await openMigrated(config, log, cluster.isPrimary)
   const app = await buildApp({ ...config, loggerInstance: log, database, shutdownReadiness: true })
@@ -65,6 +74,8 @@ export async function serve(config: ServerConfig): Promise<void> {
     await app.close()
     throw new StartError(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
   }
+  const address = app.server.address()
+  hooks.onListening?.(address !== null && typeof address === 'object' ? address.port : config.port)
   // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
   // Past --shutdown-timeout it exits 1 with whatever is still in flight.
   const grace = closeWithGrace({ delay: config.shutdownTimeout, logger: log }, async ({ signal, err, manual }) => {
@@ -79,6 +90,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     // the listener would reset the ones, and the others would look idle.
     await app.settleConnections(settleWithin(config.shutdownTimeout))
     await app.close()
+    await hooks.onClose?.()
     log.info('stopped: the listener and the database are closed')
   })
   if (cluster.isWorker) {
