@@ -76,9 +76,9 @@ function writePrivate(path: string, content: string): void {
   renameSync(temporary, path)
 }
 
-function readJson<T>(path: string): T | undefined {
+function readJson(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw new DevIdentityProviderError(`cannot read ${path}: ${(error as Error).message} (delete it to start afresh)`)
@@ -93,7 +93,7 @@ function thumbprint({ e, kty, n }: JsonWebKey): string {
 /** The keys of the folder, made the first time and kept: a restart signs with the same key. */
 function loadSecrets(folder: string): Secrets {
   const path = join(folder, 'secrets.json')
-  const kept = readJson<Secrets>(path)
+  const kept = readJson(path) as Secrets | undefined
   if (kept !== undefined) return kept
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const jwk = privateKey.export({ format: 'jwk' })
@@ -108,7 +108,7 @@ function loadSecrets(folder: string): Secrets {
 
 /** oidc-provider's storage: a Map written to a file on every change (a development load is a few writes a login). */
 function fileAdapter(path: string): (model: string) => unknown {
-  const store = new Map<string, Stored>(Object.entries(readJson<Record<string, Stored>>(path) ?? {}))
+  const store = new Map<string, Stored>(Object.entries((readJson(path) ?? {}) as Record<string, Stored>))
   const live = (entry?: Stored) => (entry !== undefined && (entry.expiresAt ?? Infinity) > Date.now()
     ? entry.payload
     : undefined)
@@ -188,7 +188,10 @@ interface OidcProvider {
   interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<Interaction>
   interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>,
     options?: { mergeWithLastSubmission?: boolean }): Promise<void>
-  Grant: { new (fields: { accountId?: string, clientId: unknown }): Grant, find(id: string): Promise<Grant | undefined> }
+  Grant: {
+    new (fields: { accountId?: string, clientId: unknown }): Grant
+    find(id: string): Promise<Grant | undefined>
+  }
   on(event: 'server_error', listener: (ctx: unknown, error: Error) => void): unknown
 }
 interface OidcModule {
@@ -228,7 +231,8 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
 }
 
 /** The sign-in and consent steps of a device login: a form for any name, then consent to what the client asked. */
-async function interact(provider: OidcProvider, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+async function interact(provider: OidcProvider, req: IncomingMessage, res: ServerResponse,
+  path: string): Promise<void> {
   const details = await provider.interactionDetails(req, res)
   const { prompt, params, session, grantId } = details
   if (prompt.name === 'login') {
@@ -369,9 +373,8 @@ export async function startDevIdentityProvider(options: DevProviderOptions): Pro
   mkdirSync(folder, { recursive: true, mode: 0o700 })
   chmodSync(folder, 0o700)
   const secrets = loadSecrets(folder)
-  // The issuer names the port, so the server listens before the provider is made; requests wait for it.
-  let handler: RequestListener | undefined
-  const server = createServer((req, res) => { handler?.(req, res) })
+  // The issuer names the port, so the server listens before the provider is made, and answers once it is.
+  const server = createServer()
   let port: number
   try {
     port = await listen(server, options.port)
@@ -381,9 +384,11 @@ export async function startDevIdentityProvider(options: DevProviderOptions): Pro
   }
   const issuer = `http://${LOOPBACK}:${String(port)}`
   const provider = new oidc.Provider(issuer, configuration(options, secrets, folder, oidc))
-  provider.on('server_error', (_ctx, error) => { process.stderr.write(`dev identity provider: ${error.stack ?? ''}\n`) })
+  provider.on('server_error', (_ctx, error) => {
+    process.stderr.write(`dev identity provider: ${error.stack ?? ''}\n`)
+  })
   const callback = provider.callback()
-  handler = (req, res) => {
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', issuer).pathname
     if (!/^\/interaction\/[\w-]+$/.test(path)) {
       callback(req, res)
@@ -394,7 +399,7 @@ export async function startDevIdentityProvider(options: DevProviderOptions): Pro
       res.end(page('Sign-in failed', `<p class="error">${escapeHtml((error as Error).message)}</p>`
         + '<p>Start again from the client.</p>'))
     })
-  }
+  })
   const connection: DevConnection = {
     issuer,
     client_id: DEV_SCRIPT_CLIENT,

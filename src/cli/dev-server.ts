@@ -22,7 +22,8 @@ export async function serveDev(config: ServerConfig): Promise<void> {
     await serve(withDevIssuer(config, provider.issuer), {
       log,
       onListening: (port) => {
-        process.stderr.write(nextSteps(serverUrl(config.host, port), provider.issuer, provider.deviceClientId))
+        const server = serverUrl(config.host, port)
+        process.stderr.write(nextSteps(server, provider.issuer, provider.deviceClientId, config.instancePath))
       },
       onClose: async () => provider.close(),
     })

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { ConfigError, codedError, EXIT_RUNTIME } from '../lib/errors.js'
 import { PACKAGE_NAME } from '../lib/package-info.js'
+import { SERVER_OPTIONS } from '../options.js'
 import { resolveAuthSettings } from '../plugins/auth/settings.js'
 import type { ServerConfig } from './config.js'
 import { DEV_CONNECTION_FILE, DEV_PROVIDER_FOLDER, type DevConnection } from './dev-identity-provider.js'
@@ -13,6 +14,7 @@ import { DEV_CONNECTION_FILE, DEV_PROVIDER_FOLDER, type DevConnection } from './
  */
 
 export const DEV_AUDIENCE = 'mrmat-ts-api-fastify'
+const DEFAULT_INSTANCE_PATH = SERVER_OPTIONS.instancePath.default
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]'])
 
 /** The token command found no development identity provider, or it did not answer. */
@@ -60,8 +62,10 @@ export function serverUrl(host: string, port: number): string {
 }
 
 /** What to do next, printed once the server listens: the client CLI's login, a resource, and a token for curl. */
-export function nextSteps(server: string, issuer: string, deviceClientId: string): string {
+export function nextSteps(server: string, issuer: string, deviceClientId: string, instancePath: string): string {
   const client = `npx ${PACKAGE_NAME}-client`
+  // The token command finds the provider through the instance path: named unless it is the default.
+  const where = instancePath === resolve(DEFAULT_INSTANCE_PATH) ? '' : ` --instance-path ${instancePath}`
   return [
     '',
     `Development identity provider at ${issuer}: anyone on this machine can sign in as any name. Never in production.`,
@@ -71,7 +75,7 @@ export function nextSteps(server: string, issuer: string, deviceClientId: string
     `  ${client} resource create my-resource --server ${server}`,
     `  ${client} resource list --server ${server}`,
     'or with curl, a token of the scripts client:',
-    `  curl -H "Authorization: Bearer $(npx ${PACKAGE_NAME} token)" ${server}/api/greeting/v3/`,
+    `  curl -H "Authorization: Bearer $(npx ${PACKAGE_NAME} token${where})" ${server}/api/greeting/v3/`,
     '',
   ].join('\n')
 }
@@ -87,7 +91,8 @@ export async function printToken(config: ServerConfig): Promise<void> {
       + `(cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): `
       + `start '${PACKAGE_NAME} dev' first`)
   }
-  const basic = Buffer.from(`${encodeURIComponent(connection.client_id)}:${encodeURIComponent(connection.client_secret)}`)
+  const credentials = `${encodeURIComponent(connection.client_id)}:${encodeURIComponent(connection.client_secret)}`
+  const basic = Buffer.from(credentials)
   let response: Response
   try {
     response = await fetch(`${connection.issuer}/token`, {
@@ -103,8 +108,8 @@ export async function printToken(config: ServerConfig): Promise<void> {
   }
   const body = await response.json().catch(() => ({})) as { access_token?: unknown, error?: unknown }
   if (!response.ok || typeof body.access_token !== 'string') {
-    throw new TokenError(`the development identity provider refused a token: ${String(response.status)} `
-      + `${typeof body.error === 'string' ? body.error : ''}`.trim())
+    const reason = typeof body.error === 'string' ? ` ${body.error}` : ''
+    throw new TokenError(`the development identity provider refused a token: ${String(response.status)}${reason}`)
   }
   process.stdout.write(`${body.access_token}\n`)
 }
