@@ -332,6 +332,16 @@ t.test('the README\'s quick start as written: dev, the client\'s login through t
     const [npx = 'npx', ...args] = argv(devLine ?? '')
     const dev = new Child(t, npx, [...args, '--port', '0', '--dev-issuer-port', '0', '--instance-path', instance],
       { cwd: host, coverage: false, env })
+    // npx runs the server as its child: should the test fail midway, the server itself is killed before npx (teardowns
+    // run last registered first), or its end of the pipes would keep npx's output open.
+    let serverPid: number | undefined
+    t.teardown(() => {
+      try {
+        if (serverPid !== undefined) process.kill(serverPid, 'SIGKILL')
+      } catch { /* gone already */ }
+    })
+    const [, pid = ''] = await dev.waitForLine(/^\{.*"pid":(\d+),/, STEP_TIMEOUT_MS)
+    serverPid = Number(pid)
     await dev.waitForLine(/"msg":"Server listening at /, STEP_TIMEOUT_MS)
     const steps = await pollUntil(() => (/curl .*\n/.test(dev.stderr) ? dev.stderr : undefined), STEP_TIMEOUT_MS,
       'the next steps')
@@ -364,6 +374,12 @@ t.test('the README\'s quick start as written: dev, the client\'s login through t
     const resource = await send(server, `/api/resource/v1/${id ?? ''}`, { token })
     t.equal(resource.status, 200, 'the resource is there')
     t.match(resource.body, { name: 'my-resource', owner: { subject: 'alice', name: 'alice' } }, 'alice owns it')
+    // Ctrl-C in a terminal signals the whole foreground process group, the server with npx.
+    process.kill(serverPid, 'SIGINT')
+    const stopped = await dev.waitForExit(STEP_TIMEOUT_MS)
+    t.equal(stopped.code, 0, 'dev stops on Ctrl-C')
+    t.match(stopped.stdout, /"msg":"stopped: the listener and the database are closed"/)
+    serverPid = undefined
   })
 
 const EXAMPLES = ['host-app.ts', 'greeting-v3.ts', 'plugins.ts']
