@@ -399,7 +399,8 @@ t.test('the README\'s example programs type-check against the installed declarat
   const strict = await new Child(t, process.execPath, strictArgs, { cwd: project, coverage: false })
     .waitForExit(STEP_TIMEOUT_MS)
   const errors = strict.stdout.split('\n').filter((line) => /^\S+\(\d+,\d+\): error/.test(line))
-  t.same(errors.filter((line) => !line.startsWith('node_modules/drizzle-orm/')), [],
+  t.ok(errors.length > 0, 'drizzle-orm\'s own declarations still have errors (else the README\'s reason is stale)')
+  t.same(errors.filter((line) => !/^(\.\.\/host\/)?node_modules\/drizzle-orm\//.test(line)), [],
     'no error in the package\'s declarations or the examples, with @types/node only (npm installs it with mysql2)')
   const built = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], project, STEP_TIMEOUT_MS)
   t.equal(built.stdout, '', 'the README\'s tsconfig compiles them')
