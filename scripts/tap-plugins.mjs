@@ -23,7 +23,7 @@ const config = await TapConfig.load()
 const plugins = config.pluginList
 for (const plugin of plugins) {
   if (!existsSync(`${root}node_modules/${plugin}/package.json`)) {
-    console.error(`tap plugin ${plugin} is not installed: add it to devDependencies (exact version) and run npm install`)
+    console.error(`tap plugin ${plugin} is not installed: add it to devDependencies (exact) and run npm install`)
     process.exit(1)
   }
 }
