@@ -437,11 +437,12 @@ try {
     + `Node ${process.version}`
   out('')
   out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`)
-  out('req/s: mean requests a second; p50/p99: latency percentiles (ms); baseline: the bare Fastify route in the '
-    + 'same rounds; limit: on PostgreSQL and MySQL, 1/(1/baseline + 1/driver alone); ratio: req/s over the limit or '
-    + 'baseline; '
-    + 'CPU µs/req: CPU time a request, the server\'s (the baseline\'s); '
-    + 'RSS: resident memory of the server after the scenario (all processes of a cluster)')
+  out('req/s: mean requests a second; p50/p99 ms: latency percentiles in milliseconds; baseline: req/s of the bare '
+    + 'Fastify route in the same rounds; limit: on PostgreSQL and MySQL, 1/(1/baseline + 1/driver alone) in req/s; '
+    + 'ratio: req/s over the limit or baseline; target: the least ratio asked for (ok or MISSED; empty: none); '
+    + 'CPU µs/req: CPU time a request in microseconds, the server\'s (the baseline\'s); '
+    + 'RSS MB: resident memory of the server after the scenario (all processes of a cluster); '
+    + 'err/non-2xx: requests that failed, and answers other than 2xx')
   out(table())
   const startupMedian = startup[Math.floor(startup.length / 2)] ?? 0
   out(`startup median ${startupMedian.toFixed(0)} ms (target 400); RSS after the mix `
@@ -461,9 +462,10 @@ try {
   const metricsMissed = metricsDrop.some((d) => d.scenario === 'greeting v1' && d.drop > METRICS_DROP_TARGET)
   const missed = rows.filter((r) => r.target !== undefined && r.ratio < r.target).length
     + (startupMedian > 400 ? 1 : 0) + ((mix?.rssMb ?? 0) > 120 ? 1 : 0) + (metricsMissed ? 1 : 0)
-  if (check && missed > 0) {
-    out(`${String(missed)} target(s) missed`)
-    process.exitCode = 1
+  if (missed > 0) {
+    // A missed target fails the run only when asked: a shared or busy machine misses them without a regression.
+    out(`${String(missed)} target(s) missed${check ? '' : ' (--check makes that exit 1)'}`)
+    if (check) process.exitCode = 1
   }
 } finally {
   for (const fn of teardowns.reverse()) {

@@ -16,6 +16,7 @@ export const GROUPS = {
   shutdown: 'Shutdown',
   logging: 'Logging',
   observability: 'Observability',
+  development: 'Development',
 } as const
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -255,6 +256,13 @@ export const SERVER_OPTIONS = {
     schema: Type.String({ minLength: 1 }),
     default: '127.0.0.1',
     description: 'Address the --metrics-port listens on',
+  },
+  devIssuerPort: {
+    group: GROUPS.development,
+    schema: Type.Integer({ minimum: 0, maximum: 65535 }),
+    default: 8081,
+    description: 'dev only: port of the development identity provider on 127.0.0.1 (0 picks a free one; keep it '
+      + 'fixed for tokens and logins to survive a restart)',
   },
 } satisfies OptionTable
 

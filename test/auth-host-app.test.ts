@@ -7,6 +7,8 @@ import problemDetails from '#src/plugins/problem-details.js'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { challengeOf, Problems, personOpaqueToken } from './helpers/auth.js'
 import { send } from './helpers/http.js'
+import { freePorts } from './helpers/process.js'
+import { pollUntil } from './helpers/wait.js'
 
 const HOST_AUDIENCE = 'host-api'
 const MAIN_AUDIENCE = 'mrmat-ts-api-fastify'
@@ -87,4 +89,46 @@ t.test('a host app without an identity provider: greeting v3 is 401 not configur
   const answer = await send(app, '/hello/')
   t.equal(answer.status, 401)
   t.match(answer.body, { type: Problems.notConfigured })
+})
+
+t.test('a host app whose issuer cannot be reached says so at start, with or without a logger of its own', async (t) => {
+  // A port that was free a moment ago: connections to it are refused, as when the provider is down.
+  const [port = 0] = await freePorts(1)
+  const issuer = `http://127.0.0.1:${String(port)}`
+  const settings = resolveAuthSettings({ issuer, audience: HOST_AUDIENCE })
+
+  // Fastify() without a logger, as the README's library section starts: a process warning on stderr.
+  const warnings: Error[] = []
+  const onWarning = (warning: Error) => { warnings.push(warning) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(problemDetails)
+  await app.register(bearerAuth, { settings })
+  await app.register(greetingV3, { prefix: '/hello' })
+  await app.ready()
+  await pollUntil(() => warnings.find((w) => (w as { code?: string }).code === 'MRMAT_IDENTITY_PROVIDER_UNREACHABLE'),
+    5_000, 'the process warning')
+  const [warning] = warnings
+  t.match(warning?.message, new RegExp(`^the identity provider ${issuer} cannot be reached \\(fetch failed: `
+    + 'ECONNREFUSED\\): routes that need a token answer 503 until it can'), 'names the issuer and why')
+  t.equal((await send(app, '/hello/')).status, 401, 'the app serves meanwhile')
+
+  // With a logger: a warn line at start, and no process warning besides.
+  const lines: Record<string, unknown>[] = []
+  const logged = Fastify({
+    logger: {
+      level: 'info',
+      stream: { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } },
+    },
+  })
+  t.teardown(() => logged.close())
+  const before = warnings.length
+  await logged.register(bearerAuth, { settings })
+  await logged.ready()
+  await pollUntil(() => lines.find((line) => line.msg === 'identity provider not reachable; retrying'), 5_000,
+    'the warn line')
+  t.match(lines.find((line) => line.level === 40), { issuer, msg: 'identity provider not reachable; retrying' })
+  t.equal(warnings.length, before, 'no process warning when the host logs')
 })

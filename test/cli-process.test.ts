@@ -55,15 +55,22 @@ t.test('the build stamps MRMAT_VERSION as the version, and refuses one that coul
 
 t.test('a bad value is one line on stderr naming it, a usage hint, and exit code 2', async (t) => {
   // A value the option table refuses, and an option yargs does not know: every refusal is listed in cli.test.ts.
-  const cases: { args: string[], error: RegExp }[] = [
+  const cases: { args: string[], env?: Record<string, string>, error: RegExp }[] = [
     { args: ['--port', '70000'], error: /invalid --port \(70000\)/ },
+    { args: [], env: { MRMAT_PORT: 'abc' }, error: /invalid MRMAT_PORT \("abc"\): expected integer$/ },
     { args: ['--bogus'], error: /Unknown argument: bogus/ },
+    // The file, the variable: each error names where the value came from.
+    {
+      args: ['--config', '/nonexistent/config.json'],
+      error: /cannot read the config file \/nonexistent\/config\.json: ENOENT$/,
+    },
   ]
   const dir = t.testdir()
-  const results = await Promise.all(cases.map(async ({ args }) => runCli(t, [...LOCAL, ...args], { cwd: dir })))
-  cases.forEach(({ args, error }, i) => {
+  const results = await Promise.all(cases.map(async ({ args, env }) =>
+    runCli(t, [...LOCAL, ...args], { cwd: dir, env })))
+  cases.forEach(({ args, env = {}, error }, i) => {
     const result = results[i]
-    const name = args.join(' ')
+    const name = [...Object.entries(env).map(([key, value]) => `${key}=${value}`), ...args].join(' ')
     const [first = '', ...rest] = result === undefined ? [] : stderrLines(result)
     t.equal(result?.code, 2, `${name}: exit code 2`)
     t.match(first, new RegExp(`^${CLI_NAME}: .*${error.source}`), `${name}: names the problem`)

@@ -134,6 +134,11 @@ t.test('a bad value is a usage error (exit code 2) naming where it came from', a
     { args: ['--port', '70000'], error: /^invalid --port \(70000\)/ },
     { args: ['--port', 'abc'], error: /^invalid --port \(not a number\)/ },
     { args: [], env: { MRMAT_PORT: '-1' }, error: /^invalid MRMAT_PORT \("-1"\)/ },
+    { args: [], env: { MRMAT_PORT: 'abc' }, error: /^invalid MRMAT_PORT \("abc"\): expected integer$/ },
+    {
+      args: [], env: { MRMAT_CONFIG: '/nonexistent.json' },
+      error: /^cannot read the config file \/nonexistent\.json: ENOENT$/,
+    },
     { args: ['--db', 'oracle://x'], error: /^invalid --db: .*'oracle:'/ },
     { args: ['--db', 'mysql://x'], error: /^invalid --db: the MySQL URI names no database/ },
     { args: ['--db', 'sqlite://host/x'], error: /^invalid --db: a sqlite URI takes no host/ },

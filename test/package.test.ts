@@ -8,10 +8,11 @@ import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { startOtlpReceiver } from './fixtures/otlp-receiver.js'
+import { signInDevice } from './helpers/device-sign-in.js'
 import { valueOf } from './helpers/metrics.js'
-import { pollUntil } from './helpers/wait.js'
 import { send } from './helpers/http.js'
 import { Child, type ChildResult } from './helpers/process.js'
+import { pollUntil } from './helpers/wait.js'
 
 /*
  * The package as it is published and as the Dockerfile installs it, without a Docker engine: npm pack
@@ -29,9 +30,10 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NATIVE_ADDON = join('better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
 // Not @types/node: mysql2 names it as a peer dependency, not an optional one, so npm installs it with mysql2.
+// oidc-provider is an optional dependency (the dev command's identity provider), installed unless --omit=optional;
+// @types/pg and @types/better-sqlite3 are dependencies, since the published declarations name those types.
 const DEV_ONLY = [
-  'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'oidc-provider', 'playwright-core', 'autocannon',
-  '@types/pg', '@types/better-sqlite3',
+  'tap', 'typescript', 'drizzle-kit', 'tsx', 'eslint', 'c8', 'playwright-core', 'autocannon', '@types/yargs',
 ]
 const RELEASE_VERSION = '3.2.1-pack.1'
 const PACK_TIMEOUT_MS = 120_000
@@ -71,7 +73,7 @@ async function packAndInstall(): Promise<Installed> {
   mkdirSync(stage)
   const sources = [
     'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
-    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/stamp-version.mjs',
+    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/stamp-version.mjs', 'scripts/tap-plugins.mjs',
   ]
   mkdirSync(join(stage, 'scripts'))
   for (const entry of sources) {
@@ -352,4 +354,121 @@ t.test('a TypeScript consumer type-checks against the installed declarations (No
   }))
   const { stdout } = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], host, STEP_TIMEOUT_MS)
   t.equal(stdout, '', 'no type errors, and every @ts-expect-error met one')
+})
+
+/** The README's quick start block, its lines without their comments. */
+function quickStart(): string[] {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  const block = /^## Quick start\n[\s\S]*?```sh\n([\s\S]*?)```/m.exec(readme)?.[1] ?? ''
+  return block.split('\n').map((line) => line.replace(/#.*$/, '').trim()).filter((line) => line !== '')
+}
+
+/** A command line as printed for a person, as argv (no quoting in these). */
+const argv = (line: string): string[] => line.trim().split(/\s+/)
+
+t.test('the README\'s quick start as written: dev, the client\'s login through the device flow, resource create',
+  async (t) => {
+    // From the installed package, with its bins as npx finds them (in a clone npx runs the package's own bins).
+    const { host, work } = await installed()
+    const devLine = quickStart().find((line) => / dev$/.test(line))
+    t.equal(devLine, `npx ${NAME} dev`, 'the quick start\'s third line starts the server with its identity provider')
+    const instance = join(work, 'quick-start')
+    const home = join(work, 'quick-start-home')
+    const env = { HOME: home, XDG_CONFIG_HOME: join(home, 'config'), XDG_CACHE_HOME: join(home, 'cache') }
+    mkdirSync(home, { recursive: true })
+    // Free ports rather than 8080 and 8081, and an instance path of the test's: the rest exactly as printed.
+    const [npx = 'npx', ...args] = argv(devLine ?? '')
+    const dev = new Child(t, npx, [...args, '--port', '0', '--dev-issuer-port', '0', '--instance-path', instance],
+      { cwd: host, coverage: false, env })
+    // npx runs the server as its child: should the test fail midway, the server itself is killed before npx (teardowns
+    // run last registered first), or its end of the pipes would keep npx's output open.
+    let serverPid: number | undefined
+    t.teardown(() => {
+      try {
+        if (serverPid !== undefined) process.kill(serverPid, 'SIGKILL')
+      } catch { /* gone already */ }
+    })
+    const [, pid = ''] = await dev.waitForLine(/^\{.*"pid":(\d+),/, STEP_TIMEOUT_MS)
+    serverPid = Number(pid)
+    await dev.waitForLine(/"msg":"Server listening at /, STEP_TIMEOUT_MS)
+    const steps = await pollUntil(() => (/curl .*\n/.test(dev.stderr) ? dev.stderr : undefined), STEP_TIMEOUT_MS,
+      'the next steps')
+    const printed = (pattern: RegExp) => {
+      const line = steps.split('\n').find((candidate) => pattern.test(candidate))
+      if (line === undefined) throw new Error(`no line matching ${String(pattern)} in:\n${steps}`)
+      return line
+    }
+
+    const loginLine = printed(/^ {2}npx \S+-client login /)
+    const [loginNpx = 'npx', ...loginArgs] = argv(loginLine)
+    const login = new Child(t, loginNpx, loginArgs, { cwd: host, coverage: false, env })
+    const [, uri = '', code = ''] = await login.waitForLine(/open (\S+) and enter the code (\S+)$/, STEP_TIMEOUT_MS)
+    await signInDevice(uri, code, 'alice')
+    const loggedIn = await login.waitForExit(STEP_TIMEOUT_MS)
+    t.equal(loggedIn.code, 0, `${loginLine.trim()}: ${loggedIn.stderr}`)
+    t.match(loggedIn.stdout, /^Logged in to http:\/\/localhost:\d+ as alice\.$/m, 'signed in as the name typed')
+
+    const createLine = printed(/^ {2}npx \S+-client resource create /)
+    const [createNpx = 'npx', ...createArgs] = argv(createLine)
+    const created = await run(createNpx, createArgs, host, STEP_TIMEOUT_MS, env)
+    const id = /^Created resource (\d+): my-resource$/m.exec(created.stdout)?.[1]
+    t.ok(id, `${createLine.trim()}: ${created.stdout}`)
+
+    // The curl line's token command, then the resource by the API itself.
+    const tokenCommand = /\$\(([^)]+)\)/.exec(printed(/^ {2}curl /))?.[1] ?? ''
+    const [tokenNpx = 'npx', ...tokenArgs] = argv(tokenCommand)
+    const token = (await run(tokenNpx, tokenArgs, host, STEP_TIMEOUT_MS, env)).stdout.trim()
+    const server = /--server (\S+)/.exec(createLine)?.[1] ?? ''
+    const resource = await send(server, `/api/resource/v1/${id ?? ''}`, { token })
+    t.equal(resource.status, 200, 'the resource is there')
+    t.match(resource.body, { name: 'my-resource', owner: { subject: 'alice', name: 'alice' } }, 'alice owns it')
+    // Ctrl-C in a terminal signals the whole foreground process group, the server with npx.
+    process.kill(serverPid, 'SIGINT')
+    const stopped = await dev.waitForExit(STEP_TIMEOUT_MS)
+    t.equal(stopped.code, 0, 'dev stops on Ctrl-C')
+    t.match(stopped.stdout, /"msg":"stopped: the listener and the database are closed"/)
+    serverPid = undefined
+  })
+
+const EXAMPLES = ['host-app.ts', 'greeting-v3.ts', 'plugins.ts']
+
+t.test('the README\'s example programs type-check against the installed declarations and run', async (t) => {
+  const { host, work } = await installed()
+  // A TypeScript host project of its own: "type": "module", the README's tsconfig, the installed node_modules.
+  const project = join(work, 'examples')
+  mkdirSync(project)
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'examples', private: true, type: 'module' }))
+  symlinkSync(join(host, 'node_modules'), join(project, 'node_modules'), 'dir')
+  for (const file of [...EXAMPLES, 'tsconfig.json']) copyFileSync(join(ROOT, 'examples', file), join(project, file))
+
+  // No skipLibCheck: the package's own declarations and the examples compile; the only errors are drizzle-orm's
+  // in its own files (gel-core, singlestore-core, ...), which is why the README's tsconfig sets skipLibCheck.
+  const strictArgs = [TSC, '-p', 'tsconfig.json', '--noEmit', '--skipLibCheck', 'false']
+  const strict = await new Child(t, process.execPath, strictArgs, { cwd: project, coverage: false })
+    .waitForExit(STEP_TIMEOUT_MS)
+  const errors = strict.stdout.split('\n').filter((line) => /^\S+\(\d+,\d+\): error/.test(line))
+  t.ok(errors.length > 0, 'drizzle-orm\'s own declarations still have errors (else the README\'s reason is stale)')
+  t.same(errors.filter((line) => !/^(\.\.\/host\/)?node_modules\/drizzle-orm\//.test(line)), [],
+    'no error in the package\'s declarations or the examples, with @types/node only (npm installs it with mysql2)')
+  const built = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], project, STEP_TIMEOUT_MS)
+  t.equal(built.stdout, '', 'the README\'s tsconfig compiles them')
+
+  const provider = await startTestProvider(t)
+  await provider.writeClientSecrets(project)
+  const start = async (file: string) => startListening(t, process.execPath, [join('dist', file.replace(/\.ts$/, '.js'))],
+    project, /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/, { PORT: '0', ISSUER: provider.issuer })
+
+  const hostApp = await start('host-app.ts')
+  t.same((await send(hostApp, '/')).body, { host: 'mine' }, 'host-app: the host\'s route')
+  const token = await provider.jwt()
+  const created = await send(hostApp, '/mrmat/api/resource/v1/', { method: 'POST', token, json: { name: 'one' } })
+  t.equal(created.status, 201, 'host-app: the API under /mrmat, with a token')
+
+  const greeting = await start('greeting-v3.ts')
+  const hello = await send(greeting, '/hello/', { token: await provider.jwt({ audience: 'my-api' }) })
+  t.same([hello.status, hello.body], [200, { message: 'Hello test-client-display' }], 'greeting-v3: the token\'s name')
+
+  const plugins = await start('plugins.ts')
+  t.same((await send(plugins, '/hello/?name=Bob')).body, { message: 'Hello Bob' }, 'plugins: greeting v2 at /hello')
+  t.equal((await send(plugins, '/things/')).status, 401, 'plugins: resource v1 at /things, no provider: 401')
 })

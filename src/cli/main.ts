@@ -14,7 +14,7 @@ export const CONFIG_ENV = 'MRMAT_CONFIG'
 
 /** What a command line asks for, checked: a command and its configuration, or text to print (--help, --version). */
 export type Invocation =
-  | { command: 'serve' | 'migrate', config: ServerConfig }
+  | { command: 'serve' | 'migrate' | 'dev' | 'token', config: ServerConfig }
   | { command: 'openapi' }
   | { output: string }
 
@@ -35,8 +35,10 @@ MRMAT_INSTANCE_PATH, ...) or a key of a JSON --config file; a flag beats a varia
  */
 export async function parseCommandLine(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Invocation> {
   let invocation: Invocation | undefined
-  const command = (name: 'serve' | 'migrate') => (argv: Record<string, unknown>) => {
-    invocation = { command: name, config: resolveServerConfig(sources(argv, env)) }
+  const command = (name: 'serve' | 'migrate' | 'dev' | 'token') => async (argv: Record<string, unknown>) => {
+    const config = resolveServerConfig(sources(argv, env))
+    if (name === 'dev') (await import('./dev.js')).checkDevConfig(config)
+    invocation = { command: name, config }
   }
   const parser = yargs()
     .scriptName(NAME)
@@ -50,6 +52,10 @@ export async function parseCommandLine(args: string[], env: NodeJS.ProcessEnv = 
     .options(yargsOptions(SERVER_OPTIONS))
     .command(['serve', '$0'], 'Apply migrations and serve the API (default)', {}, command('serve'))
     .command('migrate', 'Apply database migrations and exit', {}, command('migrate'))
+    .command('dev', 'Serve with a development identity provider on loopback, for trying every route locally '
+      + '(never in production)', {}, command('dev'))
+    .command('token', 'Print an access token from the identity provider of a running dev, for curl', {},
+      command('token'))
     .command('openapi', 'Print the OpenAPI document as JSON and exit', {}, () => {
       invocation = { command: 'openapi' }
     })
@@ -84,6 +90,8 @@ export async function main(args: string[]): Promise<void> {
       return
     }
     if (invocation.command === 'openapi') await printOpenApi()
+    else if (invocation.command === 'dev') await (await import('./dev-server.js')).serveDev(invocation.config)
+    else if (invocation.command === 'token') await (await import('./dev.js')).printToken(invocation.config)
     else {
       // Loaded only to run: --help, --version and a refused option need none of the server.
       const { migrateOnly, serve } = await import('./serve.js')

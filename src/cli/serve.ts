@@ -61,13 +61,22 @@ async function serveMetrics(config: ServerConfig, log: Logger, collect: () => Pr
   }
 }
 
+/** What the dev command adds to serving: its logger, a word once listening, and its provider closed last. */
+export interface ServeHooks {
+  log?: Logger
+  /** Called once the server listens, with the port it got. */
+  onListening?: (port: number) => void
+  /** Called at a graceful shutdown, after the server and the database have closed. */
+  onClose?: () => Promise<void>
+}
+
 /** `serve`: one process serving, or the primary of --workers N. */
-export async function serve(config: ServerConfig): Promise<void> {
+export async function serve(config: ServerConfig, hooks: ServeHooks = {}): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
     await servePrimary(config)
     return
   }
-  const log = await createLogger(config)
+  const log = hooks.log ?? await createLogger(config)
   // Before anything is opened, so that the database's statements are traced from the first.
   const tracing = tracingConfigured(process.env) ? await (await import('./tracing.js')).startTracing(log) : undefined
   let registry: Registry | undefined
@@ -108,6 +117,8 @@ export async function serve(config: ServerConfig): Promise<void> {
   } else if (registry !== undefined && config.metricsPort === undefined) {
     log.info('metrics are served at /metrics on the public port')
   }
+  const address = app.server.address()
+  hooks.onListening?.(address !== null && typeof address === 'object' ? address.port : config.port)
   // Installed only once serving: close-with-grace exits 0 on beforeExit, which would hide a failed start.
   // Past --shutdown-timeout it exits 1 with whatever is still in flight.
   const grace = closeWithGrace({ delay: config.shutdownTimeout, logger: log }, async ({ signal, err, manual }) => {
@@ -124,6 +135,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     await app.close()
     await metricsServer?.close()
     await tracing?.shutdown()
+    await hooks.onClose?.()
     log.info('stopped: the listener and the database are closed')
   })
   if (cluster.isWorker) {

@@ -50,6 +50,20 @@ if (image !== undefined) {
     t.same([tools.code, tools.stdout], [0, ''], 'no npm, no compiler, no sources of the native module')
   })
 
+  t.test('the image runs the Node.js of the Dockerfile\'s base (the current LTS), and cannot run dev', async (t) => {
+    const base = /^ARG NODE_IMAGE=\S+:(\d+)-bookworm-slim$/m.exec(readFileSync(new URL('../../Dockerfile',
+      import.meta.url), 'utf8'))?.[1]
+    t.equal(base, '24', 'the Dockerfile builds on node:24')
+    const node = await run(engine, ['run', '--rm', '--entrypoint', 'node', image.image, '--version'])
+    t.match(node.stdout, new RegExp(`^v${base ?? '?'}\\.`), `node ${node.stdout.trim()} in the image`)
+    const refused = await run(engine, ['run', '--rm', image.image, 'dev'])
+    t.equal(refused.code, 2, 'dev refuses the image\'s MRMAT_HOST=0.0.0.0')
+    t.match(refused.stderr, /dev refuses --host 0\.0\.0\.0/)
+    const absent = await run(engine, ['run', '--rm', '-e', 'MRMAT_HOST=127.0.0.1', image.image, 'dev'])
+    t.equal(absent.code, 1, 'on loopback, dev fails: the image has no oidc-provider')
+    t.match(absent.stderr, /the development identity provider needs the package oidc-provider/)
+  })
+
   t.test('--version prints the version the build was given', async (t) => {
     const version = await run(engine, ['run', '--rm', image.image, '--version'])
     t.same([version.code, version.stdout], [0, `${IMAGE_VERSION}\n`])

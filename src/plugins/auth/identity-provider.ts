@@ -109,6 +109,7 @@ export class IdentityProvider {
           { issuer: this.settings.issuer, err: error, retryInMs: delay },
           'identity provider discovery failed; retrying',
         )
+        if (delay === this.timings.retryDelay[0]) this.warnUnlogged(error as Error)
       }
       await new Promise<void>((resolve) => {
         this.retryTimer = setTimeout(resolve, delay)
@@ -117,6 +118,21 @@ export class IdentityProvider {
       if (this.isClosed()) return
       delay = Math.min(delay * 2, this.timings.retryDelay[1])
     }
+  }
+
+  /**
+   * A host app's Fastify() has no logger unless given one, and would start with an unreachable provider without a
+   * word: the first failure is then a process warning on stderr. A logger set to a level above warn is respected.
+   */
+  private warnUnlogged(error: Error): void {
+    if (typeof (this.log as { isLevelEnabled?: unknown }).isLevelEnabled === 'function') return
+    const code = (error.cause as { code?: unknown } | undefined)?.code
+    const reason = typeof code === 'string' ? `${error.message}: ${code}` : error.message
+    process.emitWarning(
+      `the identity provider ${this.settings.issuer} cannot be reached (${reason}): routes that need a token `
+      + 'answer 503 until it can; retrying in the background',
+      { code: 'MRMAT_IDENTITY_PROVIDER_UNREACHABLE' },
+    )
   }
 
   private isClosed(): boolean {
