@@ -9,7 +9,7 @@
 // Nothing to build without tap (npm ci --omit=dev), without the tests (the image's build stage), or when npm runs
 // prepare for `npm pack` (the tests' node_modules may be in use then).
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -27,5 +27,7 @@ for (const plugin of plugins) {
     process.exit(1)
   }
 }
+// A build left by an older checkout's first `tap` run holds the registry's copies: start afresh.
+rmSync(`${root}.tap/plugins`, { recursive: true, force: true })
 const result = spawnSync(process.execPath, [generator, ...plugins], { cwd: root, stdio: 'inherit' })
 process.exit(result.status ?? 1)
