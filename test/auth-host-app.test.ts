@@ -127,8 +127,8 @@ t.test('a host app whose issuer cannot be reached says so at start, with or with
   const before = warnings.length
   await logged.register(bearerAuth, { settings })
   await logged.ready()
-  await pollUntil(() => lines.find((line) => line.msg === 'identity provider not reachable; retrying'), 5_000,
+  await pollUntil(() => lines.find((line) => line.msg === 'identity provider discovery failed; retrying'), 5_000,
     'the warn line')
-  t.match(lines.find((line) => line.level === 40), { issuer, msg: 'identity provider not reachable; retrying' })
+  t.match(lines.find((line) => line.level === 40), { issuer, msg: 'identity provider discovery failed; retrying' })
   t.equal(warnings.length, before, 'no process warning when the host logs')
 })
