@@ -101,7 +101,12 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
     t.equal(gone, 'refused', 'nothing listens after down')
 
     await up('up again')
-    const read = await send<{ name: string }>(base, `/api/resource/v1/${String(id)}`, { token })
+    // Ready means the database answers; a worker just started may still be fetching the identity provider's discovery
+    // and keys, and answers a token with 503 and Retry-After meanwhile, which a client retries.
+    const read = await pollUntil(async () => {
+      const answer = await send<{ name: string }>(base, `/api/resource/v1/${String(id)}`, { token })
+      return answer.status !== 503 && answer
+    }, UP_MS, 'an answer other than 503 after the restart', 500)
     t.same([read.status, read.body?.name], [200, 'kept across down and up'], 'the resource survived on the volume')
   })
 }
