@@ -39,12 +39,21 @@ export function groupCommit(connection: BetterSqlite3.Database, busyTimeout: num
   const release = connection.prepare('RELEASE mrmat_write')
   const rollbackTo = connection.prepare('ROLLBACK TO mrmat_write')
   let queue: Job[] = []
-  /** Set while a batch waits for the write lock: writes arriving meanwhile join it. */
-  let waitingSince: number | undefined
+  /**
+   * When the first attempt at the lock that found it held began: set while a batch waits for the lock (writes arriving
+   * meanwhile join it); the busy timeout runs from there, and metrics count the wait from there.
+   */
+  let heldSince: number | undefined
   let delay = RETRY_DELAY_MS[0]
 
-  /** From the first attempt at the lock that found it held: the busy wait, which metrics count. */
-  let heldSince: number | undefined
+  /** The writes queued so far, taken as one batch: the wait for the lock, if any, is over. */
+  function takeBatch(): Job[] {
+    heldSince = undefined
+    delay = RETRY_DELAY_MS[0]
+    const batch = queue
+    queue = []
+    return batch
+  }
 
   function flush(): void {
     const attempt = performance.now()
@@ -52,33 +61,25 @@ export function groupCommit(connection: BetterSqlite3.Database, busyTimeout: num
       begin.run()
     } catch (error) {
       const now = performance.now()
-      waitingSince ??= now
       heldSince ??= attempt
       const busy = (error as { code?: unknown }).code === 'SQLITE_BUSY'
-      if (busy && now - waitingSince < busyTimeout) {
-        setTimeout(flush, Math.min(delay, busyTimeout - (now - waitingSince)))
+      if (busy && now - heldSince < busyTimeout) {
+        setTimeout(flush, Math.min(delay, busyTimeout - (now - heldSince)))
         delay = Math.min(delay * 2, RETRY_DELAY_MS[1])
         return
       }
-      waitingSince = undefined
-      delay = RETRY_DELAY_MS[0]
-      const batch = queue
-      queue = []
+      const waited = now - heldSince
+      const batch = takeBatch()
       if (stats !== undefined) {
         stats.errors += batch.length
-        stats.busyWaitSeconds += (now - heldSince) / 1000
+        stats.busyWaitSeconds += waited / 1000
         if (busy) stats.busyTimeouts++
       }
-      heldSince = undefined
       for (const job of batch) job.reject(error)
       return
     }
     if (stats !== undefined && heldSince !== undefined) stats.busyWaitSeconds += (performance.now() - heldSince) / 1000
-    heldSince = undefined
-    waitingSince = undefined
-    delay = RETRY_DELAY_MS[0]
-    const batch = queue
-    queue = []
+    const batch = takeBatch()
     const outcomes: ({ value: unknown } | { error: unknown })[] = []
     for (const job of batch) {
       savepoint.run()
@@ -110,6 +111,6 @@ export function groupCommit(connection: BetterSqlite3.Database, busyTimeout: num
   return async <T>(work: () => T): Promise<T> => new Promise<T>((resolve, reject) => {
     queue.push({ work, resolve: resolve as (value: unknown) => void, reject })
     // The first write of a batch schedules it; while a batch waits for the lock, its timer is already set.
-    if (queue.length === 1 && waitingSince === undefined) setImmediate(flush)
+    if (queue.length === 1 && heldSince === undefined) setImmediate(flush)
   })
 }
