@@ -38,6 +38,15 @@ function warnings(cli: Child, message: string): Record<string, unknown>[] {
   return logLines(cli.stdout).filter((line) => line.level === 40 && line.msg === message)
 }
 
+/** Asks greeting v3 with the token until it answers other than `status` (a fault not yet seen, or not yet mended). */
+async function greetingOtherThan(url: string, token: string, status: number, ms: number,
+  what: string): Promise<Answer> {
+  return pollUntil(async () => {
+    const answer = await send(url, GREETING, { token })
+    return answer.status !== status && answer
+  }, ms, what)
+}
+
 function assertUnavailable(t: Test, answer: Answer, what: string): void {
   t.equal(answer.status, 503, `${what}: 503`)
   t.match(answer.headers['content-type'], /^application\/problem\+json/, `${what}: a problem`)
@@ -79,10 +88,7 @@ t.test('a slow provider: a quick 503 for who needs it, greeting v1 served as bef
   t.match(why, { err: { message: /timeout/i } }, 'the log says the key set timed out')
 
   provider.fault(JWKS, undefined)
-  const mended = await pollUntil(async () => {
-    const answer = await send(url, GREETING, { token })
-    return answer.status !== 503 && answer
-  }, 10_000, 'an answer other than 503')
+  const mended = await greetingOtherThan(url, token, 503, 10_000, 'an answer other than 503')
   t.equal(mended.status, 200, 'once the provider answers again, the same token passes')
   t.ok(cli.running, 'the server never stopped')
 })
@@ -104,19 +110,13 @@ t.test('a key set of garbage: no crash, a 503, a clear log line, recovery once m
     // A new key each time: a kid the server has not seen makes it fetch the key set again (once a second at most).
     await provider.rotateKeys()
     const token = await provider.jwt()
-    const answer = await pollUntil(async () => {
-      const answer = await send(url, GREETING, { token })
-      return answer.status !== 401 && answer
-    }, 5_000, 'an answer once the key set was fetched')
+    const answer = await greetingOtherThan(url, token, 401, 5_000, 'an answer once the key set was fetched')
     assertUnavailable(t, answer, what)
     t.notOk(answer.text.includes(garbage.body.slice(0, 20)), `${what}: the garbage is not echoed`)
     t.equal((await send(url, OPEN)).status, 200, `${what}: greeting v1 still answers`)
 
     provider.fault(JWKS, undefined)
-    const mended = await pollUntil(async () => {
-      const answer = await send(url, GREETING, { token })
-      return answer.status !== 503 && answer
-    }, 10_000, 'an answer other than 503')
+    const mended = await greetingOtherThan(url, token, 503, 10_000, 'an answer other than 503')
     t.equal(mended.status, 200, `${what}: the token passes once the key set is mended`)
   }
   const logged = await pollUntil(() => {
@@ -148,10 +148,7 @@ t.test('a discovery document of garbage at startup: the server starts, 503s, ret
     t.equal((await send(url, GREETING, { token })).status, 503, `${what}: still 503`)
   }
   provider.fault(DISCOVERY, undefined)
-  const recovered = await pollUntil(async () => {
-    const answer = await send(url, GREETING, { token })
-    return answer.status !== 503 && answer
-  }, 40_000, 'discovery retried')
+  const recovered = await greetingOtherThan(url, token, 503, 40_000, 'discovery retried')
   t.equal(recovered.status, 200, 'tokens pass once discovery succeeds')
   t.comment(`why, as logged: ${warnings(cli, 'identity provider discovery failed; retrying')
     .map((line) => (line.err as { message: string }).message).join(' | ')}`)
