@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
-import { pino, type Logger } from 'pino'
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { BatchedDestination } from '../lib/log-destination.js'
+import { registerLineWriter } from '../lib/access-log.js'
 import { PACKAGE_NAME } from '../lib/package-info.js'
 import type { ServerConfig } from './config.js'
 
@@ -17,6 +18,23 @@ function prettyMessage(log: Record<string, unknown>, messageKey: string): string
 }
 
 /**
+ * A pino logger of plain JSON lines (no formatters, mixins or redaction) to `destination`, with `bindings` on every
+ * line, whose access lines are composed whole rather than handed to pino as objects (see registerLineWriter): the
+ * same line, written the way pino writes it (level, time, then the bindings).
+ */
+export function jsonLogger(options: LoggerOptions, destination: DestinationStream,
+  bindings: Record<string, unknown>): Logger {
+  const { chindingsSym, timeSym } = pino.symbols
+  registerLineWriter(destination, (logger, level, fields, msg) => {
+    const own = logger as unknown as Record<symbol, string | (() => string)>
+    const time = own[timeSym] as () => string
+    const chindings = own[chindingsSym] as string
+    destination.write(`{"level":${String(level)}${time()}${chindings},${fields},"msg":${JSON.stringify(msg)}}\n`)
+  })
+  return pino(options, destination).child(bindings)
+}
+
+/**
  * The server's logger. JSON lines go through pino's asynchronous destination, batched a turn of the event loop at a
  * time: a request never waits for a write, and what is buffered is flushed on exit and on fatal errors. A terminal gets
  * pino-pretty's readable lines instead, loaded only then.
@@ -25,7 +43,7 @@ export async function createLogger(config: ServerConfig): Promise<Logger> {
   // Every line carries pino's pid; the role says which process of a cluster wrote it.
   const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
   const options = { name: PACKAGE_NAME, level: config.logLevel }
-  if (config.logFormat === 'json') return pino(options, new BatchedDestination(1)).child({ role })
+  if (config.logFormat === 'json') return jsonLogger(options, new BatchedDestination(1), { role })
   const { default: pretty } = await import('pino-pretty')
   const stream = pretty({
     colorize: process.stdout.isTTY,

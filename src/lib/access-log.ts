@@ -1,9 +1,38 @@
 import {
   LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest, type FastifyServerOptions,
 } from 'fastify'
+import { pino } from 'pino'
 import { TRACE_IDS, type TraceIds } from './observability.js'
 
 type ChildLoggerFactory = NonNullable<FastifyServerOptions['childLoggerFactory']>
+
+/**
+ * Writes one whole JSON line at `level` for `logger`, as pino would: `fields` is the inside of the line's object after
+ * the logger's own fields (time and bindings), as `"key":value,...`. See registerLineWriter.
+ */
+export type LineWriter = (logger: FastifyBaseLogger, level: number, fields: string, msg: string) => void
+
+const lineWriters = new WeakMap<object, LineWriter>()
+const { streamSym } = pino.symbols
+
+/**
+ * Declares that every logger writing to the pino destination `stream` writes plain JSON lines (no formatters,
+ * mixins, hooks, redaction or renamed keys), and how to write one directly: the access line is then composed as a
+ * string, about a microsecond a request less than handing pino an object to serialise. The CLI's JSON logger does this
+ * (Fastify's own child of it, which adds serializers for keys the line does not have, writes to the same stream);
+ * any other logger gets the line through pino.
+ */
+export function registerLineWriter(stream: object, write: LineWriter): void {
+  lineWriters.set(stream, write)
+}
+
+// A JSON string that needs no escaping: printable ASCII without quote or backslash (request ids, methods and
+// addresses always; paths nearly always).
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+
+function jsonString(value: string): string {
+  return PLAIN.test(value) ? `"${value}"` : JSON.stringify(value)
+}
 
 /**
  * Fastify's request logging as one line a request, when it is answered: the request id, method, path (never the
@@ -18,18 +47,31 @@ export class AccessLog extends LogController {
   }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const query = request.url.indexOf('?')
-    const line = {
-      reqId: request.id,
-      method: request.method,
-      path: query < 0 ? request.url : request.url.slice(0, query),
-      status: reply.statusCode,
-      durationMs: Math.round(reply.elapsedTime * 100) / 100,
-      remoteAddress: request.ip,
-    }
+    const url = request.url
+    const query = url.indexOf('?')
+    const path = query < 0 ? url : url.slice(0, query)
+    const durationMs = Math.round(reply.elapsedTime * 100) / 100
     const log = request.server.log
     // Set only while tracing is on (see plugins/tracing.ts).
     const ids = (request as unknown as Record<symbol, TraceIds | null | undefined>)[TRACE_IDS]
+    const stream = (log as unknown as Record<symbol, object | undefined>)[streamSym]
+    const write = stream === undefined ? undefined : lineWriters.get(stream)
+    if (write !== undefined && error == null && (ids === undefined || ids === null)) {
+      if (!enabled(log, 'info')) return
+      const ip = request.ip as string | undefined
+      write(log, SEVERITY.info, `"reqId":${jsonString(request.id)},"method":${jsonString(request.method)},`
+        + `"path":${jsonString(path)},"status":${String(reply.statusCode)},"durationMs":${String(durationMs)}`
+        + (ip === undefined ? '' : `,"remoteAddress":${jsonString(ip)}`), 'request')
+      return
+    }
+    const line = {
+      reqId: request.id,
+      method: request.method,
+      path,
+      status: reply.statusCode,
+      durationMs,
+      remoteAddress: request.ip,
+    }
     const traced = ids === undefined || ids === null ? line : { ...line, ...ids }
     if (error == null) log.info(traced, 'request')
     else log.error({ ...traced, err: error }, 'request failed while answering')

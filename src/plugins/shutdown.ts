@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 
 export interface Lifecycle {
@@ -20,26 +21,31 @@ declare module 'fastify' {
 /** Shutdown state, reported to readiness as the `shutdown` check. */
 async function lifecycle(fastify: FastifyInstance): Promise<void> {
   let shuttingDown = false
+  // A kept-alive connection would otherwise carry new requests to a server that is leaving; Fastify does the same once
+  // close() has begun, this covers the --shutdown-delay before it. A listener on the HTTP server, added only when the
+  // shutdown begins, rather than a hook that every response would pass through. It runs before any hook of the
+  // request, and an HTTP/2 stream has no connection header to set.
+  const closeConnections = (request: IncomingMessage, response: ServerResponse): void => {
+    if (request.httpVersionMajor === 1 && !response.headersSent) response.setHeader('connection', 'close')
+  }
+  const begin = (): void => {
+    if (shuttingDown) return
+    shuttingDown = true
+    fastify.server.prependListener('request', closeConnections)
+  }
   fastify.decorate<Lifecycle>('lifecycle', {
     get shuttingDown() {
       return shuttingDown
     },
-    beginShutdown() {
-      shuttingDown = true
-    },
+    beginShutdown: begin,
   })
   fastify.readiness.add('shutdown', () => {
     if (shuttingDown) throw new Error('the server is shutting down')
   })
-  // A kept-alive connection would otherwise carry new requests to a server that is leaving; Fastify
-  // does the same once close() has begun, this covers the --shutdown-delay before it.
-  // Callback style: it runs on every response, and an async hook would cost a promise each time.
-  fastify.addHook('onSend', (request, reply, payload, done) => {
-    if (shuttingDown && request.raw.httpVersionMajor === 1) void reply.header('connection', 'close')
-    done(null, payload)
-  })
-  fastify.addHook('onClose', () => {
-    shuttingDown = true
+  fastify.addHook('onClose', (_instance, done) => {
+    begin()
+    fastify.server.removeListener('request', closeConnections)
+    done()
   })
 }
 

@@ -1,0 +1,71 @@
+import { connect } from 'node:net'
+import { pino, type DestinationStream } from 'pino'
+import t from 'tap'
+import { jsonLogger } from '#src/cli/logger.js'
+import { listen } from './helpers/app.js'
+
+// The CLI's JSON logger composes the access line itself (src/lib/access-log.ts); it must write exactly the line pino
+// writes for the same request, whatever the path holds.
+
+/** A destination that keeps the raw lines written to it. */
+function capture(): DestinationStream & { lines: string[] } {
+  const lines: string[] = []
+  return { lines, write: (chunk: string) => { lines.push(...chunk.split('\n').filter((line) => line !== '')) } }
+}
+
+/** Sends a raw request line (bytes as given, not encoded by a client library) and resolves once answered. */
+async function raw(url: string, path: Buffer, headers = ''): Promise<string> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let answer = ''
+    socket.on('data', (chunk) => { answer += chunk.toString('latin1') })
+    socket.on('end', () => { resolve(answer) })
+    socket.on('error', reject)
+    socket.write(Buffer.concat([Buffer.from('GET '), path,
+      Buffer.from(` HTTP/1.1\r\nhost: test\r\nconnection: close\r\n${headers}\r\n`)]))
+  })
+}
+
+const PATHS = [
+  Buffer.from('/api/greeting/v1/'),
+  Buffer.from('/api/greeting/v2/?name=secret'),
+  Buffer.from('/api/greeting/v1/"quoted"'),
+  Buffer.from('/api/greeting/v1/back\\slash'),
+  // Node's parser refuses control characters and bytes above 0x7e in the target: these are the rest of what it takes.
+  Buffer.from('/api/greeting/v1/{a}|^`~\'<>'),
+  Buffer.from('/nowhere/%22%00'),
+]
+
+t.test('the composed access line is the line pino writes', async (t) => {
+  const options = { name: 'access-log-test', level: 'info' as const }
+  const composed = capture()
+  const viaPino = capture()
+  const fast = await listen(t, { database: 'none', loggerInstance: jsonLogger(options, composed, { role: 'server' }) })
+  const slow = await listen(t, { database: 'none', loggerInstance: pino(options, viaPino).child({ role: 'server' }) })
+  for (const path of PATHS) {
+    await raw(fast.url, path, 'x-request-id: same-id\r\n')
+    await raw(slow.url, path, 'x-request-id: same-id\r\n')
+  }
+  const access = (lines: string[]): string[] => lines.filter((line) => line.includes('"msg":"request"'))
+    // Time and duration differ between two requests; every other byte must not.
+    .map((line) => line.replace(/"time":\d+/, '"time":0').replace(/"durationMs":[\d.e-]+/, '"durationMs":0'))
+  const fastLines = access(composed.lines)
+  t.equal(fastLines.length, PATHS.length, 'one access line a request')
+  t.same(fastLines, access(viaPino.lines), 'byte for byte the line pino writes')
+  const parsed = fastLines.map((line) => JSON.parse(line) as Record<string, unknown>)
+  t.equal(parsed[1]?.path, '/api/greeting/v2/', 'the query string is not logged')
+  t.equal(parsed[2]?.path, '/api/greeting/v1/"quoted"', 'a quote in the path is escaped')
+  t.equal(parsed[3]?.path, '/api/greeting/v1/back\\slash', 'a backslash in the path is escaped')
+  t.match(parsed[0], {
+    level: 30, role: 'server', reqId: 'same-id', method: 'GET', status: 200, remoteAddress: '127.0.0.1',
+  })
+})
+
+t.test('a logger above info writes no access line', async (t) => {
+  const composed = capture()
+  const logger = jsonLogger({ name: 'access-log-test', level: 'warn' }, composed, { role: 'server' })
+  const { url } = await listen(t, { database: 'none', loggerInstance: logger })
+  await raw(url, Buffer.from('/api/greeting/v1/'))
+  t.same(composed.lines, [], 'nothing written')
+})
