@@ -84,23 +84,35 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
     maxHeapUsedBytes: heapLimitBytes(options.maxHeapUsed),
     maxRssBytes: options.maxRss,
   }
-  await fastify.register(underPressure, {
-    ...limits,
-    sampleInterval: options.sampleInterval ?? DEFAULT_SAMPLE_INTERVAL,
-    retryAfter,
-    // A rejected promise reaches the error handler, which answers problem+json; undefined lets the request on.
-    pressureHandler: async (request: FastifyRequest) => {
-      const { url: route, config } = request.routeOptions
-      if (route !== undefined && PROBES.some((probe) => route.endsWith(probe))) return
-      if ((config as unknown as Record<symbol, unknown> | undefined)?.[NOT_SHED] === true) return
-      const overload = describeOverload(fastify, limits)
-      const detail = overload?.detail ?? 'the server is overloaded'
-      metrics?.shed(overload?.reason ?? 'unknown')
-      request.log.warn({ detail }, 'refusing a request under load')
-      throw new HttpProblem(503, `The server is overloaded (${detail}); retry later`, {
-        headers: { 'retry-after': String(retryAfter) },
-      })
-    },
+  const sampleInterval = options.sampleInterval ?? DEFAULT_SAMPLE_INTERVAL
+  // under-pressure measures (event-loop delay, heap, RSS) a sample at a time; given no limits, it adds no hook of its
+  // own, whose look-up of the route's options on every request cost as much as the rest of this plugin. Whether the
+  // process is over a limit is decided here once a sample (at the same interval: the decision is at most a sample
+  // older than under-pressure's figures), and a request only reads that decision.
+  await fastify.register(underPressure, { sampleInterval })
+  let overload: Overload | undefined
+  const judge = setInterval(() => { overload = describeOverload(fastify, limits) }, sampleInterval).unref()
+  fastify.addHook('onClose', (_instance, done) => {
+    clearInterval(judge)
+    done()
+  })
+  // Callback style: it runs on every request, and an async hook would cost a promise each time.
+  fastify.addHook('onRequest', function shedUnderLoad(request: FastifyRequest, _reply, done) {
+    if (overload === undefined) {
+      done()
+      return
+    }
+    const { url: route, config } = request.routeOptions
+    if ((route !== undefined && PROBES.some((probe) => route.endsWith(probe)))
+      || (config as unknown as Record<symbol, unknown> | undefined)?.[NOT_SHED] === true) {
+      done()
+      return
+    }
+    metrics?.shed(overload.reason)
+    request.log.warn({ detail: overload.detail }, 'refusing a request under load')
+    done(new HttpProblem(503, `The server is overloaded (${overload.detail}); retry later`, {
+      headers: { 'retry-after': String(retryAfter) },
+    }))
   })
   fastify.readiness.add('load', () => {
     const overload = describeOverload(fastify, limits)
