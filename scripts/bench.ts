@@ -8,6 +8,7 @@
 //   npm run bench -- --only v3      only the scenarios whose name holds the text
 //   npm run bench -- --config MySQL  only the configurations whose name holds the text (PostgreSQL, MySQL, …)
 //   npm run bench -- --profile DIR  the servers run with --cpu-prof, their profiles written to DIR
+//   npm run bench -- --no-pin       let every process run on any core (see PIN below)
 //
 // BENCH_CONNECTIONS (default 50) and BENCH_DURATION (seconds a run) tune it. PostgreSQL scenarios need
 // 127.0.0.1:5432 (trust auth), MySQL ones 127.0.0.1:3306 (root without a password); without them they are left out
@@ -33,6 +34,27 @@ const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1]
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const duration = Number(process.env.BENCH_DURATION ?? (short ? 2 : 5))
 const rounds = short ? 1 : 2
+// On Linux with two cores or more, a single-process server (the baseline, the CLI, a driver loop) runs on the first
+// core and this process (the load generator) on the second: otherwise the scheduler moves them onto one core at
+// times, and the same configuration's CPU a request varied by half from round to round (pinned: by a few per cent).
+// A cluster (--workers 2) and the database servers are left to take any core, as they would.
+const PIN = process.platform === 'linux' && cpus().length >= 2 && !args.includes('--no-pin') && hasTaskset()
+const SERVER_CORE = '0'
+const LOAD_CORE = '1'
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A command line for spawn(): on the server's core when pinning, as given otherwise. */
+function onServerCore(command: string, commandArgs: string[], pinned = true): [string, string[]] {
+  return PIN && pinned ? ['taskset', ['-c', SERVER_CORE, command, ...commandArgs]] : [command, commandArgs]
+}
 const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
 
 const root = new URL('..', import.meta.url).pathname
@@ -97,14 +119,15 @@ interface Server {
 }
 
 /** The built CLI as a user starts it, its log written to a file as a container's log driver would take it. */
-async function startCli(name: string, flags: string[]): Promise<Server> {
+async function startCli(name: string, flags: string[], pinned = true): Promise<Server> {
   const port = await freePort()
   const instance = mkdtempSync(join(work, `${name}-`))
   const log = openSync(join(work, `${name}.log`), 'a')
   const started = performance.now()
   const cliArgs = [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance, ...flags]
   const node = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profile, name)]
-  const child = spawn(process.execPath, [...node, ...cliArgs], { stdio: ['ignore', log, log] })
+  // taskset runs the command in its own place: the child's pid is the server's.
+  const child = spawn(...onServerCore(process.execPath, [...node, ...cliArgs], pinned), { stdio: ['ignore', log, log] })
   const url = `http://127.0.0.1:${String(port)}`
   while (!(await healthy(url))) {
     if (child.exitCode !== null) {
@@ -310,7 +333,7 @@ async function runConfig(config: string, flags: string[], baselineUrl: string, p
   if (list.length === 0 || !config.includes(onlyConfig)) return
   out(`${config}: mrmat-ts-api-fastify ${flags.join(' ')}`)
   const server = await startCli(config.replace(/\W+/g, '-'), [...flags, '--issuer', provider.issuer,
-    '--audience', provider.audience])
+    '--audience', provider.audience], !flags.includes('--workers'))
   const token = await provider.jwt()
   const c = { token, resourceId: await seed(server, token) }
   for (const s of list) {
@@ -360,8 +383,8 @@ async function mysqlDatabase(): Promise<string | undefined> {
 
 async function driverLoop(url: string, kind: 'get' | 'create', resourceId: number): Promise<number> {
   const loop = url.startsWith('mysql:') ? 'scripts/bench/mysql-loop.mjs' : 'scripts/bench/pg-loop.mjs'
-  const child = spawn(process.execPath, [join(root, loop), url, kind, '10', String(connections),
-    String(duration), String(resourceId)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(...onServerCore(process.execPath, [join(root, loop), url, kind, '10', String(connections),
+    String(duration), String(resourceId)]), { stdio: ['ignore', 'pipe', 'inherit'] })
   return (JSON.parse(await firstLine(child)) as { qps: number }).qps
 }
 
@@ -392,7 +415,8 @@ try {
   out('building dist/ (npm run build)')
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
   const provider = await startTestProvider({ teardown: (fn) => teardowns.push(fn) }, { accessTokenTTL: 3600 })
-  const baselineProcess = spawn(process.execPath, [join(root, 'scripts/bench/baseline.mjs')],
+  if (PIN) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
+  const baselineProcess = spawn(...onServerCore(process.execPath, [join(root, 'scripts/bench/baseline.mjs')]),
     { stdio: ['ignore', 'pipe', 'inherit'] })
   teardowns.push(() => baselineProcess.kill('SIGTERM'))
   const baselineUrl = await firstLine(baselineProcess)
@@ -436,7 +460,8 @@ try {
   const machine = `${String(cpus().length)} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, `
     + `Node ${process.version}`
   out('')
-  out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`)
+  out(`${machine}; ${String(connections)} connections, ${String(duration)} s a run, ${String(rounds)} round(s) A B`
+    + (PIN ? `; servers on core ${SERVER_CORE}, the load on core ${LOAD_CORE} (but --workers 2)` : '; unpinned'))
   out('req/s: mean requests a second; p50/p99 ms: latency percentiles in milliseconds; baseline: req/s of the bare '
     + 'Fastify route in the same rounds; limit: on PostgreSQL and MySQL, 1/(1/baseline + 1/driver alone) in req/s; '
     + 'ratio: req/s over the limit or baseline; target: the least ratio asked for (ok or MISSED; empty: none); '
@@ -448,7 +473,8 @@ try {
   out(`startup median ${startupMedian.toFixed(0)} ms (target 400); RSS after the mix `
     + `${mix?.rssMb.toFixed(0) ?? '?'} MB (target 120)`)
   if (asJson) {
-    process.stdout.write(`${JSON.stringify({ machine, connections, duration, rounds, startupMs: startup, rows })}\n`)
+    const results = { machine, connections, duration, rounds, pinned: PIN, startupMs: startup, rows }
+    process.stdout.write(`${JSON.stringify(results)}\n`)
   }
   const metricsDrop = (['greeting v1', 'greeting v3, JWT', 'resource get by id']).flatMap((scenario) => {
     const off = rows.find((r) => r.config === 'default' && r.scenario === scenario)
