@@ -10,7 +10,9 @@
 // pino-pretty (loaded only for --log-format pretty), oidc-provider (an optional dependency, loaded only by the dev
 // command: the image leaves it out), and OpenTelemetry (loaded only when an OTLP exporter is configured): its API
 // keeps one global registration that the SDK, @fastify/otel and this code must share, so it is loaded from
-// node_modules as one copy, never bundled beside another. Dynamic imports stay dynamic (splitting): a server without
+// node_modules as one copy, never bundled beside another. yaml too: @fastify/swagger-ui, outside, loads it from
+// node_modules, and a second copy bundled for @fastify/swagger was compiled and evaluated again at every start.
+// Dynamic imports stay dynamic (splitting): a server without
 // PostgreSQL does not load the PostgreSQL chunk, and one without an identity provider not the auth stack.
 import { rmSync } from 'node:fs'
 import { build } from 'esbuild'
@@ -32,7 +34,7 @@ await build({
   conditions: ['mrmat-source'],
   tsconfig: 'tsconfig.build.json',
   external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'yargs', 'yargs/*', 'pino-pretty',
-    '@opentelemetry/*', '@fastify/otel', 'oidc-provider'],
+    '@opentelemetry/*', '@fastify/otel', 'oidc-provider', 'yaml'],
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },

@@ -81,7 +81,7 @@ export const SERVER_OPTIONS = {
     app: true,
     schema: Type.Boolean(),
     default: true,
-    description: 'Serve Swagger UI at /docs/; /openapi.json is served either way (--no-swagger-ui: a faster start)',
+    description: 'Serve Swagger UI at /docs/, loaded on its first request; /openapi.json is served either way',
   },
   db: {
     group: GROUPS.database,

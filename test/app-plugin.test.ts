@@ -69,3 +69,26 @@ t.test('a host app mounts the whole API in one line under its own prefix', async
   t.match(ownFailure.json(), { statusCode: 500, message: 'the host\'s own failure' }, 'as do its errors')
   t.notOk('x-request-id' in ownFailure.headers, 'and the API\'s hooks do not run on the host\'s routes')
 })
+
+t.test('Swagger UI below a host app\'s prefix, loaded on its first request', async (t) => {
+  const host = Fastify()
+  await host.register(api, { prefix: '/mrmat' })
+  t.teardown(() => host.close())
+  await host.ready()
+  const page = await host.inject('/mrmat/docs/')
+  t.equal(page.statusCode, 200, '/mrmat/docs/ is the page')
+  t.match(page.headers['content-type'], /^text\/html/)
+  t.match(page.headers['content-security-policy'], /script-src 'self'/, 'with Swagger UI\'s own CSP')
+  t.equal((await host.inject('/mrmat/docs')).statusCode, 200, 'and so is /mrmat/docs')
+  const [document, ui] = await Promise.all([host.inject('/mrmat/openapi.json'), host.inject('/mrmat/docs/json')])
+  t.same(ui.json(), document.json(), 'its document is the API\'s, with the prefixed paths')
+  const asset = await host.inject('/mrmat/docs/static/swagger-ui.css')
+  t.same([asset.statusCode, asset.headers['content-type']], [200, 'text/css; charset=utf-8'], 'its assets')
+  const again = await host.inject({ url: '/mrmat/docs/static/swagger-ui.css',
+    headers: { 'if-none-match': String(asset.headers.etag) } })
+  t.equal(again.statusCode, 304, 'with their ETag')
+  const missing = await host.inject('/mrmat/docs/static/none.js')
+  t.same([missing.statusCode, missing.headers['content-type']], [404, 'application/problem+json; charset=utf-8'],
+    'an asset it does not have is the API\'s 404')
+  t.equal((await host.inject('/docs/')).statusCode, 404, 'nothing outside the prefix')
+})

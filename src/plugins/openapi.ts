@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ApiTag } from '../lib/openapi-tags.js'
 import { packageVersion } from '../lib/package-info.js'
 
@@ -84,16 +84,62 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
 
   fastify.get('/openapi.json', { schema: { hide: true } }, async () => fastify.swagger())
 
-  if (options.ui !== false) {
-    // Loaded only when served: a server without Swagger UI does not read its assets' plugin at all.
-    await fastify.register((await import('@fastify/swagger-ui')).default, {
+  if (options.ui !== false) swaggerUiOnDemand(fastify)
+}
+
+/** Hop-by-hop and length headers of an answer relayed from Swagger UI's own instance: this server writes its own. */
+const NOT_RELAYED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
+
+/**
+ * Swagger UI at /docs, loaded on its first request: its plugin, @fastify/static and yaml were about a sixth of the
+ * server's start, and most servers are never asked for their docs. Its routes then run in a Fastify instance of their
+ * own that reads this one's document, and /docs and everything under it is relayed there; a path it does not know is
+ * this server's 404. The answers are Swagger UI's own, headers (its CSP, ETag, caching) included.
+ */
+function swaggerUiOnDemand(fastify: FastifyInstance): void {
+  let loading: Promise<FastifyInstance> | undefined
+  const load = async (): Promise<FastifyInstance> => {
+    const { default: swaggerUi } = await import('@fastify/swagger-ui')
+    const ui = Fastify({ routerOptions: { ignoreTrailingSlash: true } })
+    // Swagger UI depends on @fastify/swagger by name, and serves the document through its decorator.
+    await ui.register(fp(async (instance) => {
+      instance.decorate('swagger', fastify.swagger.bind(fastify))
+    }, { name: '@fastify/swagger' }))
+    await ui.register(swaggerUi, {
       routePrefix: '/docs',
       uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: false },
       validatorUrl: false,
       staticCSP: true,
       transformStaticCSP: docsCsp,
     })
+    await ui.ready()
+    return ui
   }
+  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    loading ??= load().catch((error: unknown) => {
+      loading = undefined
+      throw error
+    })
+    const ui = await loading
+    // Under a host app's prefix, the path Swagger UI knows is the part after it.
+    const url = request.url.startsWith(fastify.prefix) ? request.url.slice(fastify.prefix.length) : request.url
+    const answer = await ui.inject({ method: request.method === 'HEAD' ? 'HEAD' : 'GET', url,
+      headers: request.headers })
+    if (answer.statusCode === 404) {
+      reply.callNotFound()
+      return reply
+    }
+    for (const [name, value] of Object.entries(answer.headers)) {
+      if (value !== undefined && !NOT_RELAYED.has(name)) void reply.header(name, value)
+    }
+    return reply.code(answer.statusCode).send(answer.rawPayload)
+  }
+  fastify.get('/docs', { schema: { hide: true } }, relay)
+  fastify.get('/docs/*', { schema: { hide: true } }, relay)
+  fastify.addHook('onClose', async () => {
+    const ui = await loading?.catch(() => undefined)
+    await ui?.close()
+  })
 }
 
 export default fp(openapi, { name: 'mrmat-openapi', fastify: '5.x' })
