@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { buildSerializer } from './lib/serialization.js'
 import { buildValidator } from './lib/validation.js'
 import type { AppOptionNames } from './lib/option-table.js'
 import { SERVER_OPTIONS, type ServerOptions } from './options.js'
@@ -59,7 +60,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     return503OnClosing: false,
     // /api/greeting/v1 and /api/greeting/v1/ are the same route, answered without a redirect.
     routerOptions: { ignoreTrailingSlash: true },
-    schemaController: { compilersFactory: { buildValidator } },
+    schemaController: { compilersFactory: { buildValidator, buildSerializer } },
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   })

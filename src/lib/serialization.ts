@@ -1,0 +1,24 @@
+import SerializerSelector from '@fastify/fast-json-stringify-compiler'
+
+const buildDefault = SerializerSelector()
+
+/**
+ * For Fastify's schemaController.compilersFactory.buildSerializer: fast-json-stringify's compiler, run once a schema
+ * object. Every route answers its problems with the one ProblemSchema at several statuses, and Fastify compiles a
+ * serializer for each route, status and content type: most of the serializers a start compiled were the same code.
+ * What fast-json-stringify writes depends on the schema and the shared schemas only, which one compiler has fixed.
+ */
+export const buildSerializer: SerializerSelector.SerializerFactory = (externalSchemas, options) => {
+  const compile = buildDefault(externalSchemas, options)
+  const compiled = new WeakMap<object, SerializerSelector.Serializer>()
+  return (route) => {
+    const { schema } = route
+    if (typeof schema !== 'object' || schema === null) return compile(route)
+    let serializer = compiled.get(schema)
+    if (serializer === undefined) {
+      serializer = compile(route)
+      compiled.set(schema, serializer)
+    }
+    return serializer
+  }
+}
