@@ -13,7 +13,9 @@ export default tseslint.config(
     languageOptions: {
       globals: globals.node,
       parserOptions: {
-        projectService: { allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs', 'scripts/bench/*.mjs'] },
+        projectService: {
+          allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs', 'scripts/bench/*.mjs', 'scripts/bundle-shims/*.cjs'],
+        },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -34,7 +36,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js', '**/*.mjs'],
+    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
   },
 )

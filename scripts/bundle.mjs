@@ -10,8 +10,8 @@
 // pino-pretty (loaded only for --log-format pretty), oidc-provider (an optional dependency, loaded only by the dev
 // command: the image leaves it out), and OpenTelemetry (loaded only when an OTLP exporter is configured): its API
 // keeps one global registration that the SDK, @fastify/otel and this code must share, so it is loaded from
-// node_modules as one copy, never bundled beside another. yaml too: @fastify/swagger-ui, outside, loads it from
-// node_modules, and a second copy bundled for @fastify/swagger was compiled and evaluated again at every start.
+// node_modules as one copy, never bundled beside another. yaml too, and only when first called (lazyYaml below):
+// @fastify/swagger loads it at start to write YAML documents, which the server never asks for.
 // Dynamic imports stay dynamic (splitting): a server without
 // PostgreSQL does not load the PostgreSQL chunk, and one without an identity provider not the auth stack.
 import { rmSync } from 'node:fs'
@@ -19,6 +19,17 @@ import { build } from 'esbuild'
 
 const root = new URL('..', import.meta.url).pathname
 const outdir = `${root}dist/cli`
+const lazyYamlShim = `${root}scripts/bundle-shims/lazy-yaml.cjs`
+
+/** `yaml`, imported by a bundled package, is the shim that requires the real one (external) on its first call. */
+const lazyYaml = {
+  name: 'lazy-yaml',
+  setup(build) {
+    build.onResolve({ filter: /^yaml$/ }, (args) => (args.importer === lazyYamlShim
+      ? { path: 'yaml', external: true }
+      : { path: lazyYamlShim }))
+  },
+}
 
 rmSync(outdir, { recursive: true, force: true })
 await build({
@@ -34,7 +45,8 @@ await build({
   conditions: ['mrmat-source'],
   tsconfig: 'tsconfig.build.json',
   external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'yargs', 'yargs/*', 'pino-pretty',
-    '@opentelemetry/*', '@fastify/otel', 'oidc-provider', 'yaml'],
+    '@opentelemetry/*', '@fastify/otel', 'oidc-provider'],
+  plugins: [lazyYaml],
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },
