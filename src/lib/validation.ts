@@ -62,13 +62,16 @@ function memberCount(data: unknown, atMost: number): number {
  * second time to list every bad field: a hostile one (thousands of members, each an error) costs no more than a valid
  * one, and its answer lists the first error rather than megabytes of them.
  */
-function firstThenAll(first: Validator, all: Validator): Validator {
+function firstThenAll(first: Validator, makeAll: () => Validator): Validator {
+  // Compiled when a body first fails: most routes never see one, and compiling it at start cost an ajv compile a body.
+  let all: Validator | undefined
   const validate: Validator = (data) => {
     if (first(data)) {
       validate.errors = null
       return true
     }
     if (memberCount(data, LISTED_MEMBERS) <= LISTED_MEMBERS) {
+      all ??= makeAll()
       all(data)
       validate.errors = all.errors ?? first.errors ?? null
     } else {
@@ -102,7 +105,7 @@ export const buildValidator: ValidatorFactory = (externalSchemas, options) => {
   type Compiled = ReturnType<typeof textParts>
   return (route) => {
     if (route.httpPart === 'body') {
-      return firstThenAll(bodyFirst(route) as Validator, bodyAll(route) as Validator) as unknown as Compiled
+      return firstThenAll(bodyFirst(route) as Validator, () => bodyAll(route) as Validator) as unknown as Compiled
     }
     return decimalIntegers(textParts(route) as Validator, integerProperties(route.schema)) as unknown as Compiled
   }
