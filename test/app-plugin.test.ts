@@ -90,5 +90,8 @@ t.test('Swagger UI below a host app\'s prefix, loaded on its first request', asy
   const missing = await host.inject('/mrmat/docs/static/none.js')
   t.same([missing.statusCode, missing.headers['content-type']], [404, 'application/problem+json; charset=utf-8'],
     'an asset it does not have is the API\'s 404')
+  const refused = await host.inject('/mrmat/docs/static/index.html%00')
+  t.same([refused.statusCode, refused.headers['content-type']], [403, 'application/problem+json; charset=utf-8'],
+    'a path its file server refuses is refused as the API\'s problem')
   t.equal((await host.inject('/docs/')).statusCode, 404, 'nothing outside the prefix')
 })

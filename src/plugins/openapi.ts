@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ApiTag } from '../lib/openapi-tags.js'
 import { packageVersion } from '../lib/package-info.js'
+import { HttpProblem } from '../lib/problem.js'
 
 // The inline <style> of Swagger UI's own SVG logo (swagger-api/swagger-ui#10655).
 const SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
@@ -94,7 +95,8 @@ const NOT_RELAYED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'c
  * Swagger UI at /docs, loaded on its first request: its plugin, @fastify/static and yaml were about a sixth of the
  * server's start, and most servers are never asked for their docs. Its routes then run in a Fastify instance of their
  * own that reads this one's document, and /docs and everything under it is relayed there; a path it does not know is
- * this server's 404. The answers are Swagger UI's own, headers (its CSP, ETag, caching) included.
+ * this server's 404, and any other failure this server's problem details. The answers are Swagger UI's own, headers
+ * (its CSP, ETag, caching) included.
  */
 function swaggerUiOnDemand(fastify: FastifyInstance): void {
   let loading: Promise<FastifyInstance> | undefined
@@ -128,6 +130,10 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
     if (answer.statusCode === 404) {
       reply.callNotFound()
       return reply
+    }
+    // Any other failure of Swagger UI's is this server's problem details too, never its own JSON.
+    if (answer.statusCode >= 400) {
+      throw new HttpProblem(answer.statusCode, `Swagger UI could not answer ${request.method} ${url}`)
     }
     for (const [name, value] of Object.entries(answer.headers)) {
       if (value !== undefined && !NOT_RELAYED.has(name)) void reply.header(name, value)
