@@ -13,9 +13,7 @@ export default tseslint.config(
     languageOptions: {
       globals: globals.node,
       parserOptions: {
-        projectService: {
-          allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs', 'scripts/bench/*.mjs', 'scripts/bundle-shims/*.cjs'],
-        },
+        projectService: { allowDefaultProject: ['eslint.config.js', 'scripts/*.mjs', 'scripts/bench/*.mjs'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -36,7 +34,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
 )

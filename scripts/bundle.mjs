@@ -19,15 +19,22 @@ import { build } from 'esbuild'
 
 const root = new URL('..', import.meta.url).pathname
 const outdir = `${root}dist/cli`
-const lazyYamlShim = `${root}scripts/bundle-shims/lazy-yaml.cjs`
 
-/** `yaml`, imported by a bundled package, is the shim that requires the real one (external) on its first call. */
+/**
+ * `yaml`, as a bundled package imports it, is a module of a few lines (no file of its own: the image and the package
+ * test copy only the build scripts) that requires the real one from node_modules on its first call.
+ */
 const lazyYaml = {
   name: 'lazy-yaml',
-  setup(build) {
-    build.onResolve({ filter: /^yaml$/ }, (args) => (args.importer === lazyYamlShim
+  setup(esbuild) {
+    esbuild.onResolve({ filter: /^yaml$/ }, (args) => (args.namespace === 'lazy-yaml'
       ? { path: 'yaml', external: true }
-      : { path: lazyYamlShim }))
+      : { path: 'yaml', namespace: 'lazy-yaml' }))
+    esbuild.onLoad({ filter: /.*/, namespace: 'lazy-yaml' }, () => ({
+      loader: 'js',
+      contents: "exports.stringify = (...args) => require('yaml').stringify(...args)\n"
+        + "exports.parse = (...args) => require('yaml').parse(...args)\n",
+    }))
   },
 }
 
