@@ -193,7 +193,7 @@ t.test('the installed bin (the bundled command line) serves every API with a rea
   t.equal(docs.status, 200, 'Swagger UI answers')
   t.match(docs.headers['content-type'], /text\/html/, 'with its page')
   t.equal((await send(url, '/docs/static/swagger-ui.css')).status, 200, 'and serves its assets from node_modules')
-  // The bundle's YAML writer is loaded from node_modules on its first call (scripts/bundle-shims/lazy-yaml.cjs).
+  // The bundle's YAML writer is loaded from node_modules on its first call (lazyYaml in scripts/bundle.mjs).
   const yamlDocument = await send(url, '/docs/yaml')
   t.match([yamlDocument.status, yamlDocument.text], [200, /^openapi: 3\.1\.0\n/], 'and the document as YAML')
   const client = await run(join(host, 'node_modules', '.bin', `${NAME}-client`), ['--help'], host, STEP_TIMEOUT_MS)
