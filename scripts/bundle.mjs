@@ -11,9 +11,9 @@
 // command: the image leaves it out), and OpenTelemetry (loaded only when an OTLP exporter is configured): its API
 // keeps one global registration that the SDK, @fastify/otel and this code must share, so it is loaded from
 // node_modules as one copy, never bundled beside another. yaml too, and only when first called (lazyYaml below):
-// @fastify/swagger loads it at start to write YAML documents, which the server never asks for.
-// Dynamic imports stay dynamic (splitting): a server without
-// PostgreSQL does not load the PostgreSQL chunk, and one without an identity provider not the auth stack.
+// @fastify/swagger loads it at start to write YAML documents, which the server never asks for. Dynamic imports stay
+// dynamic (splitting): a server without PostgreSQL does not load the PostgreSQL chunk, and one without an identity
+// provider not the auth stack.
 import { rmSync } from 'node:fs'
 import { build } from 'esbuild'
 

@@ -8,9 +8,10 @@ export const REQUEST_ID_HEADER = 'x-request-id'
 // Short, printable and free of separators: safe to log and to echo in a header.
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
-// A new id has a UUID's shape: its first 80 bits are drawn at random once a process, its last 48 count the process's
-// requests. Unique within the process by the counter and across processes and restarts by the random part; half of
-// what a fresh randomUUID() costs a request. Request ids are labels, not secrets: nothing relies on guessing them.
+// A new id has a UUID's shape: its first 80 bits (74 random, 6 the version and variant) are drawn once a process,
+// its last 48 count the process's requests. Unique within the process by the counter and across processes and
+// restarts by the random part; half of what a fresh randomUUID() costs a request. Request ids are labels, not
+// secrets: nothing relies on guessing them.
 const ID_PREFIX = randomUUID().slice(0, 24)
 let idCounter = 0
 

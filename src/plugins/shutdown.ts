@@ -42,8 +42,9 @@ async function lifecycle(fastify: FastifyInstance): Promise<void> {
   fastify.readiness.add('shutdown', () => {
     if (shuttingDown) throw new Error('the server is shutting down')
   })
+  // From close() on, Fastify closes kept-alive connections itself.
   fastify.addHook('onClose', (_instance, done) => {
-    begin()
+    shuttingDown = true
     fastify.server.removeListener('request', closeConnections)
     done()
   })
