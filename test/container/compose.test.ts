@@ -61,6 +61,9 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
   })
 
   const base = `http://127.0.0.1:${String(port)}`
+  // A request with a token may wait for the api's fetch of the provider's discovery or keys, which it bounds at 5 s and
+  // then answers 503: the client waits longer than that, to see the api's answer rather than its own timeout.
+  const TOKEN_MS = 15_000
   const up = async (what: string) => {
     const started = await composeRun(['up', '-d', '--no-build'])
     t.equal(started.code, 0, `${what}: up -d ${started.code === 0 ? '' : started.stdout + started.stderr}`)
@@ -81,7 +84,7 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
     t.equal(anonymous.status, 401, 'resources need a token')
     const token = await provider.jwt()
     const created = await send<{ id: number, name: string }>(base, '/api/resource/v1/', {
-      method: 'POST', token, json: { name: 'kept across down and up' },
+      method: 'POST', token, json: { name: 'kept across down and up' }, timeout: TOKEN_MS,
     })
     t.equal(created.status, 201, `created: ${created.text}`)
     const id = created.body?.id ?? 0
@@ -104,7 +107,7 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
     // Ready means the database answers; a worker just started may still be fetching the identity provider's discovery
     // and keys, and answers a token with 503 and Retry-After meanwhile, which a client retries.
     const read = await pollUntil(async () => {
-      const answer = await send<{ name: string }>(base, `/api/resource/v1/${String(id)}`, { token })
+      const answer = await send<{ name: string }>(base, `/api/resource/v1/${String(id)}`, { token, timeout: TOKEN_MS })
       return answer.status !== 503 && answer
     }, UP_MS, 'an answer other than 503 after the restart', 500)
     t.same([read.status, read.body?.name], [200, 'kept across down and up'], 'the resource survived on the volume')
