@@ -91,12 +91,23 @@ async function openapi(fastify: FastifyInstance, options: OpenApiOptions): Promi
 /** Hop-by-hop and length headers of an answer relayed from Swagger UI's own instance: this server writes its own. */
 const NOT_RELAYED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 
+/** A path of one of Swagger UI's asset files, spelled one way only, so that each file is kept once. */
+const ASSET_PATH = /^\/docs\/static\/[\w-][\w.-]*$/
+/** More than Swagger UI has files: a bound in case a name the pattern allows answers too. */
+const MAX_KEPT_ASSETS = 64
+
+type Headers = Record<string, string | string[] | number | undefined>
+
 /**
  * Swagger UI at /docs, loaded on its first request: its plugin, @fastify/static and yaml were about a sixth of the
  * server's start, and most servers are never asked for their docs. Its routes then run in a Fastify instance of their
  * own that reads this one's document, and /docs and everything under it is relayed there; a path it does not know is
  * this server's 404, and any other failure this server's problem details. The answers are Swagger UI's own, headers
  * (its CSP, ETag, caching) included.
+ *
+ * inject holds an answer whole (@fastify/static would have streamed it), and swagger-ui-bundle.js is 1.4 MB: an
+ * asset's bytes are therefore read once and kept, and every request for it sends that one buffer. Its file server
+ * still judges each request, by a HEAD of it (conditional headers, 304, its headers), which reads no file.
  */
 function swaggerUiOnDemand(fastify: FastifyInstance): void {
   let loading: Promise<FastifyInstance> | undefined
@@ -117,6 +128,22 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
     await ui.ready()
     return ui
   }
+  /** Each asset's bytes by path, with the ETag they were read under; concurrent first requests share one read. */
+  const kept = new Map<string, Promise<{ etag: unknown, payload: Buffer } | undefined>>()
+  const keptPayload = async (ui: FastifyInstance, path: string, etag: unknown): Promise<Buffer | undefined> => {
+    let entry = kept.get(path)
+    if (entry === undefined || (await entry)?.etag !== etag) {
+      if (entry === undefined && kept.size >= MAX_KEPT_ASSETS) return undefined
+      const read = ui.inject({ method: 'GET', url: path }).then((answer) => answer.statusCode === 200
+        ? { etag: answer.headers.etag, payload: answer.rawPayload }
+        : undefined)
+      kept.set(path, read)
+      read.then((value) => { if (value === undefined) kept.delete(path) }, () => kept.delete(path))
+      entry = read
+    }
+    const value = await entry
+    return value?.etag === etag ? value?.payload : undefined
+  }
   const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     loading ??= load().catch((error: unknown) => {
       loading = undefined
@@ -125,6 +152,17 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
     const ui = await loading
     // Under a host app's prefix, the path Swagger UI knows is the part after it.
     const url = request.url.startsWith(fastify.prefix) ? request.url.slice(fastify.prefix.length) : request.url
+    const path = url.split('?', 1)[0] ?? url
+    if (ASSET_PATH.test(path)) {
+      // Sent whole from what is kept: a Range is not served, and Accept-Ranges is not relayed.
+      const headers = Object.fromEntries(Object.entries(request.headers)
+        .filter(([name]) => name !== 'range' && name !== 'if-range'))
+      const head = await ui.inject({ method: 'HEAD', url, headers })
+      if (head.statusCode === 304) return relayed(reply, head, head.rawPayload, true)
+      const payload = head.statusCode === 200 ? await keptPayload(ui, path, head.headers.etag) : undefined
+      if (payload !== undefined) return relayed(reply, head, payload, true)
+      // Anything else (no such file, the bound, the file changed meanwhile): relayed as any other answer.
+    }
     const answer = await ui.inject({ method: request.method === 'HEAD' ? 'HEAD' : 'GET', url,
       headers: request.headers })
     if (answer.statusCode === 404) {
@@ -135,10 +173,7 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
     if (answer.statusCode >= 400) {
       throw new HttpProblem(answer.statusCode, `Swagger UI could not answer ${request.method} ${url}`)
     }
-    for (const [name, value] of Object.entries(answer.headers)) {
-      if (value !== undefined && !NOT_RELAYED.has(name)) void reply.header(name, value)
-    }
-    return reply.code(answer.statusCode).send(answer.rawPayload)
+    return relayed(reply, answer, answer.rawPayload, false)
   }
   fastify.get('/docs', { schema: { hide: true } }, relay)
   fastify.get('/docs/*', { schema: { hide: true } }, relay)
@@ -146,6 +181,17 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
     const ui = await loading?.catch(() => undefined)
     await ui?.close()
   })
+}
+
+/** An answer of Swagger UI's instance as this server's, with the given payload. */
+function relayed(reply: FastifyReply, answer: { statusCode: number, headers: Headers }, payload: Buffer,
+  asset: boolean): FastifyReply {
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (value !== undefined && !NOT_RELAYED.has(name) && !(asset && name === 'accept-ranges')) {
+      void reply.header(name, value)
+    }
+  }
+  return reply.code(answer.statusCode).send(payload)
 }
 
 export default fp(openapi, { name: 'mrmat-openapi', fastify: '5.x' })
