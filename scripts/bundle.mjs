@@ -6,7 +6,8 @@
 // dist/plugins) stays as tsc writes it: host apps bundle it themselves if they wish.
 //
 // What stays outside, loaded from node_modules at run time: native addons and the drivers (better-sqlite3, pg,
-// mysql2), packages that read files next to their own code (@fastify/swagger-ui's assets, yargs's locales) and
+// mysql2), packages that read files next to their own code (@fastify/swagger-ui's assets; yargs reads its locales
+// too, but is bundled and told where it is installed: yargsInPlace below), and
 // pino-pretty (loaded only for --log-format pretty), oidc-provider (an optional dependency, loaded only by the dev
 // command: the image leaves it out), and OpenTelemetry (loaded only when an OTLP exporter is configured): its API
 // keeps one global registration that the SDK, @fastify/otel and this code must share, so it is loaded from
@@ -15,6 +16,7 @@
 // dynamic (splitting): a server without PostgreSQL does not load the PostgreSQL chunk, and one without an identity
 // provider not the auth stack.
 import { rmSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { build } from 'esbuild'
 
 const root = new URL('..', import.meta.url).pathname
@@ -38,6 +40,48 @@ const lazyYaml = {
   },
 }
 
+/**
+ * yargs, bundled (loaded from node_modules, its 40-odd modules were a tenth of the start): its ES module shim finds
+ * its locales, and the app's package.json, from its own URL. Given the URL of that file where yargs is installed (a
+ * dependency, so it is), it finds them where it always did.
+ */
+const yargsInPlace = {
+  name: 'yargs-in-place',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8')
+      if (!source.includes('import.meta.url')) throw new Error(`${args.path} no longer reads import.meta.url`)
+      return {
+        loader: 'js',
+        contents: "import { pathToFileURL as mrmatPathToFileURL } from 'node:url';\n"
+          + 'const mrmatYargsShimUrl = mrmatPathToFileURL(mrmatCreateRequire(import.meta.url)'
+          + ".resolve('yargs/package.json').replace(/package\\.json$/, 'lib/platform-shims/esm.mjs')).href;\n"
+          + source.replaceAll('import.meta.url', 'mrmatYargsShimUrl'),
+      }
+    })
+  },
+}
+
+/**
+ * string-width (under yargs's help output) makes an Intl.Segmenter as it loads, which loads ICU's break rules: 20 ms of
+ * every start, for help text the server never prints. Made on first use instead.
+ */
+const lazySegmenter = {
+  name: 'lazy-segmenter',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8')
+      const eager = 'const segmenter = new Intl.Segmenter();'
+      if (!source.includes(eager)) throw new Error(`${args.path} no longer makes its segmenter as: ${eager}`)
+      return {
+        loader: 'js',
+        contents: source.replace(eager, 'let mrmatSegmenter;\nconst segmenter = { segment: (text) => '
+          + '(mrmatSegmenter ??= new Intl.Segmenter()).segment(text) };'),
+      }
+    })
+  },
+}
+
 rmSync(outdir, { recursive: true, force: true })
 await build({
   absWorkingDir: root,
@@ -51,9 +95,9 @@ await build({
   // The sources, not dist/src: `#src/*` and `#plugins/*` resolve to TypeScript under this condition, as in tests.
   conditions: ['mrmat-source'],
   tsconfig: 'tsconfig.build.json',
-  external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'yargs', 'yargs/*', 'pino-pretty',
+  external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'pino-pretty',
     '@opentelemetry/*', '@fastify/otel', 'oidc-provider'],
-  plugins: [lazyYaml],
+  plugins: [lazyYaml, yargsInPlace, lazySegmenter],
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },

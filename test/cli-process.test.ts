@@ -39,6 +39,14 @@ t.test('--help and --version print what parseCommandLine gives and exit 0', asyn
   t.same([versionRun.code, versionRun.stdout, versionRun.stderr], [0, `${DEV_VERSION}\n`, ''], '--version')
 })
 
+t.test('--help speaks the user\'s language: yargs, bundled, finds its locales where it is installed', async (t) => {
+  const help = await runCli(t, ['--help'], { cwd: t.testdir(), env: { LC_ALL: 'de_DE.UTF-8', LANG: 'de_DE.UTF-8' } })
+  t.equal(help.code, 0)
+  t.match(help.stdout, /^Optionen:$/m, 'yargs\'s own headings in German')
+  t.match(help.stdout, /-h, --help +Hilfe anzeigen/, 'and its own descriptions')
+  t.match(help.stdout, /--port /, 'beside this server\'s options')
+})
+
 t.test('the build stamps MRMAT_VERSION as the version, and refuses one that could not be a tag or label', async (t) => {
   const stamp = async (version: string | undefined) => {
     const out = t.testdir()
