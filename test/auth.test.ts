@@ -202,6 +202,26 @@ t.test('hostile and broken tokens are 401 invalid_token and never echoed', async
     'valid tokens still pass after all that')
 })
 
+t.test('a token is remembered once verified, and one that only ends like it is verified itself', async (t) => {
+  const provider = await startTestProvider(t)
+  const app = await build(t, { auth: await settingsFromSecrets(t, provider) })
+  const alice = await provider.sign({ sub: 'alice', preferred_username: 'Alice' })
+  const first = await send<{ message: string }>(app, GREETING, { token: alice })
+  t.same([first.status, first.body?.message], [200, 'Hello Alice'], 'verified')
+  // The same signature, so the same end, after another payload: the remembered token must not stand for it.
+  const forgeries = [{ sub: 'mallory', preferred_username: 'Mallory' }, { preferred_username: 'Alice the admin' }]
+  for (const changes of forgeries) {
+    const forged = tamper(alice, changes)
+    t.equal(forged.slice(-48), alice.slice(-48), 'the forged token ends as the verified one does')
+    assertInvalidToken(t, await send(app, GREETING, { token: forged }), `a forged ${Object.keys(changes).join(', ')}`)
+  }
+  const again = await send<{ message: string }>(app, GREETING, { token: alice })
+  t.same([again.status, again.body?.message], [200, 'Hello Alice'], 'and the verified token still passes as itself')
+  const bob = await provider.sign({ sub: 'bob', preferred_username: 'Bob' })
+  const other = await send<{ message: string }>(app, GREETING, { token: bob })
+  t.same([other.status, other.body?.message], [200, 'Hello Bob'], 'another token is its own caller')
+})
+
 t.test('scopes: 403 insufficient_scope naming the scope, on GET and HEAD', async (t) => {
   const provider = await startTestProvider(t)
   const app = await build(t, { auth: await settingsFromSecrets(t, provider), routes: writeRoute })
