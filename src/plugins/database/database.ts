@@ -60,6 +60,15 @@ export interface MysqlDatabase extends DatabaseBase {
 
 export type Database = SqliteDatabase | PostgresDatabase | MysqlDatabase
 
+/** Runs a trivial statement for ping(): rejects, saying that the database does not answer and why, when it fails. */
+export async function answers(statement: () => unknown): Promise<void> {
+  try {
+    await statement()
+  } catch (error) {
+    throw new Error(`the database does not answer: ${(error as Error).message}`, { cause: error })
+  }
+}
+
 /** The database cannot be opened or migrated: the CLI exits 1 with the message. */
 export const DatabaseError = codedError('MRMAT_DATABASE_UNAVAILABLE', { exitCode: EXIT_RUNTIME })
 

@@ -3,7 +3,7 @@ import mysql from 'mysql2'
 import { drizzle } from 'drizzle-orm/mysql2'
 import { migrate } from 'drizzle-orm/mysql2/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
-import { DatabaseError, type MysqlDatabase } from './database.js'
+import { answers, DatabaseError, type MysqlDatabase } from './database.js'
 import * as schema from './schema/mysql.js'
 import { describeDatabase } from './url.js'
 
@@ -109,11 +109,7 @@ export async function openMysql(url: string, options: MysqlOptions = {}): Promis
       }
     },
     async ping() {
-      try {
-        await pool.query('SELECT 1')
-      } catch (error) {
-        throw new Error(`the database does not answer: ${(error as Error).message}`, { cause: error })
-      }
+      await answers(async () => pool.query('SELECT 1'))
     },
     async close() {
       if (ended) return

@@ -4,7 +4,7 @@ import { parseIntoClientConfig } from 'pg-connection-string'
 import { drizzle } from 'drizzle-orm/node-postgres'
 import { migrate } from 'drizzle-orm/node-postgres/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
-import { DatabaseError, type PostgresDatabase } from './database.js'
+import { answers, DatabaseError, type PostgresDatabase } from './database.js'
 import * as schema from './schema/postgres.js'
 import { describeDatabase } from './url.js'
 
@@ -68,11 +68,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
       }
     },
     async ping() {
-      try {
-        await pool.query('SELECT 1')
-      } catch (error) {
-        throw new Error(`the database does not answer: ${(error as Error).message}`, { cause: error })
-      }
+      await answers(async () => pool.query('SELECT 1'))
     },
     async close() {
       if (!pool.ended) await pool.end()

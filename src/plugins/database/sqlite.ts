@@ -5,7 +5,7 @@ import BetterSqlite3 from 'better-sqlite3'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
-import { DatabaseError, type SqliteDatabase } from './database.js'
+import { answers, DatabaseError, type SqliteDatabase } from './database.js'
 import { groupCommit, LOCK_ATTEMPT_MS } from './group-commit.js'
 import * as schema from './schema/sqlite.js'
 import { SQLITE_MEMORY } from './url.js'
@@ -89,11 +89,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
           throw new Error('the database file is not a SQLite database')
         }
       }
-      try {
-        connection.prepare('SELECT count(*) FROM sqlite_master').get()
-      } catch (error) {
-        throw new Error(`the database does not answer: ${(error as Error).message}`, { cause: error })
-      }
+      await answers(() => connection.prepare('SELECT count(*) FROM sqlite_master').get())
     },
     async close() {
       if (connection.open) connection.close()
