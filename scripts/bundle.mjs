@@ -41,46 +41,41 @@ const lazyYaml = {
 }
 
 /**
+ * A plugin that rewrites a package's file as it is bundled. The build fails when `expected` is no longer in the file:
+ * a new release of the package changed what the rewrite relies on.
+ */
+function rewrite(name, filter, expected, transform) {
+  return {
+    name,
+    setup(esbuild) {
+      esbuild.onLoad({ filter }, async (args) => {
+        const source = await readFile(args.path, 'utf8')
+        if (!source.includes(expected)) throw new Error(`${name}: ${args.path} no longer holds ${expected}`)
+        return { loader: 'js', contents: transform(source) }
+      })
+    },
+  }
+}
+
+/**
  * yargs, bundled (loaded from node_modules, its 40-odd modules were a tenth of the start): its ES module shim finds
  * its locales, and the app's package.json, from its own URL. Given the URL of that file where yargs is installed (a
  * dependency, so it is), it finds them where it always did.
  */
-const yargsInPlace = {
-  name: 'yargs-in-place',
-  setup(esbuild) {
-    esbuild.onLoad({ filter: /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8')
-      if (!source.includes('import.meta.url')) throw new Error(`${args.path} no longer reads import.meta.url`)
-      return {
-        loader: 'js',
-        contents: "import { pathToFileURL as mrmatPathToFileURL } from 'node:url';\n"
-          + 'const mrmatYargsShimUrl = mrmatPathToFileURL(mrmatCreateRequire(import.meta.url)'
-          + ".resolve('yargs/package.json').replace(/package\\.json$/, 'lib/platform-shims/esm.mjs')).href;\n"
-          + source.replaceAll('import.meta.url', 'mrmatYargsShimUrl'),
-      }
-    })
-  },
-}
+const yargsInPlace = rewrite('yargs-in-place', /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/, 'import.meta.url',
+  (source) => "import { pathToFileURL as mrmatPathToFileURL } from 'node:url';\n"
+    + 'const mrmatYargsShimUrl = mrmatPathToFileURL(mrmatCreateRequire(import.meta.url)'
+    + ".resolve('yargs/package.json').replace(/package\\.json$/, 'lib/platform-shims/esm.mjs')).href;\n"
+    + source.replaceAll('import.meta.url', 'mrmatYargsShimUrl'))
 
 /**
  * string-width (under yargs's help output) makes an Intl.Segmenter as it loads, which loads ICU's break rules: 20 ms of
  * every start, for help text the server never prints. Made on first use instead.
  */
-const lazySegmenter = {
-  name: 'lazy-segmenter',
-  setup(esbuild) {
-    esbuild.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8')
-      const eager = 'const segmenter = new Intl.Segmenter();'
-      if (!source.includes(eager)) throw new Error(`${args.path} no longer makes its segmenter as: ${eager}`)
-      return {
-        loader: 'js',
-        contents: source.replace(eager, 'let mrmatSegmenter;\nconst segmenter = { segment: (text) => '
-          + '(mrmatSegmenter ??= new Intl.Segmenter()).segment(text) };'),
-      }
-    })
-  },
-}
+const EAGER_SEGMENTER = 'const segmenter = new Intl.Segmenter();'
+const lazySegmenter = rewrite('lazy-segmenter', /[\\/]string-width[\\/]index\.js$/, EAGER_SEGMENTER,
+  (source) => source.replace(EAGER_SEGMENTER, 'let mrmatSegmenter;\nconst segmenter = { segment: (text) => '
+    + '(mrmatSegmenter ??= new Intl.Segmenter()).segment(text) };'))
 
 rmSync(outdir, { recursive: true, force: true })
 await build({

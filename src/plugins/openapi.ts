@@ -131,18 +131,16 @@ function swaggerUiOnDemand(fastify: FastifyInstance): void {
   /** Each asset's bytes by path, with the ETag they were read under; concurrent first requests share one read. */
   const kept = new Map<string, Promise<{ etag: unknown, payload: Buffer } | undefined>>()
   const keptPayload = async (ui: FastifyInstance, path: string, etag: unknown): Promise<Buffer | undefined> => {
-    let entry = kept.get(path)
-    if (entry === undefined || (await entry)?.etag !== etag) {
-      if (entry === undefined && kept.size >= MAX_KEPT_ASSETS) return undefined
-      const read = ui.inject({ method: 'GET', url: path }).then((answer) => answer.statusCode === 200
-        ? { etag: answer.headers.etag, payload: answer.rawPayload }
-        : undefined)
-      kept.set(path, read)
-      read.then((value) => { if (value === undefined) kept.delete(path) }, () => kept.delete(path))
-      entry = read
-    }
-    const value = await entry
-    return value?.etag === etag ? value?.payload : undefined
+    const known = await kept.get(path)
+    if (known !== undefined && known.etag === etag) return known.payload
+    if (!kept.has(path) && kept.size >= MAX_KEPT_ASSETS) return undefined
+    const read = ui.inject({ method: 'GET', url: path }).then((answer) => answer.statusCode === 200
+      ? { etag: answer.headers.etag, payload: answer.rawPayload }
+      : undefined)
+    kept.set(path, read)
+    read.then((value) => { if (value === undefined) kept.delete(path) }, () => kept.delete(path))
+    const value = await read
+    return value !== undefined && value.etag === etag ? value.payload : undefined
   }
   const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     loading ??= load().catch((error: unknown) => {
