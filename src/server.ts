@@ -37,12 +37,18 @@ export interface ServerSettings extends AppSettings {
  * what goes wrong before routing, and trailing slashes. The API is registered on it as a plugin (see app.ts).
  */
 export function createServer(settings: ServerSettings = {}): FastifyInstance {
+  const accessLog = settings.accessLog ?? SERVER_OPTIONS.accessLog.default
+  // Once Fastify has a logger it times every response, a `finish` and an `error` listener each, for its request
+  // logging alone. Without the access line nothing reads that time, so the logger given is then not Fastify's: it is
+  // installed below as the server's `log`, and each request's logger is made from it (lazyChildLogger). That is all
+  // Fastify and the plugins write through.
+  const installed = settings.loggerInstance !== undefined && !accessLog
   const server = Fastify({
-    ...(settings.loggerInstance === undefined
-      ? { logger: settings.logger ?? false }
+    ...(settings.loggerInstance === undefined || installed
+      ? { logger: installed ? false : settings.logger ?? false }
       : { loggerInstance: settings.loggerInstance }),
     genReqId: genRequestId,
-    logController: logController(settings.accessLog ?? SERVER_OPTIONS.accessLog.default),
+    logController: logController(accessLog),
     childLoggerFactory: lazyChildLogger,
     bodyLimit: settings.bodyLimit ?? SERVER_OPTIONS.bodyLimit.default,
     trustProxy: settings.trustProxy ?? SERVER_OPTIONS.trustProxy.default,
@@ -64,6 +70,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   })
+  if (installed) server.log = settings.loggerInstance as FastifyBaseLogger
   server.server.headersTimeout = settings.headersTimeout ?? SERVER_OPTIONS.headersTimeout.default
   const connections = closeOnlyIdleConnections(server.server)
   server.decorate('settleConnections', connections.settle)

@@ -69,3 +69,34 @@ t.test('a logger above info writes no access line', async (t) => {
   await raw(url, Buffer.from('/api/greeting/v1/'))
   t.same(composed.lines, [], 'nothing written')
 })
+
+t.test('without the access line the logger is still every line\'s, and no response is timed', async (t) => {
+  const written = capture()
+  const logger = jsonLogger({ name: 'access-log-test', level: 'info' }, written, { role: 'server' })
+  const finishListeners: number[] = []
+  const { app, url } = await listen(t, {
+    database: 'none',
+    loggerInstance: logger,
+    accessLog: false,
+    routes: (app) => {
+      app.get('/test/boom', async () => {
+        throw new Error('internals')
+      })
+      // Fastify's timing of a response is a `finish` listener of its own beside Node's.
+      app.addHook('onSend', (_request, reply, payload, done) => {
+        finishListeners.push(reply.raw.listenerCount('finish'))
+        done(null, payload)
+      })
+    },
+  })
+  app.log.info('from the server')
+  t.match(await raw(url, Buffer.from('/test/boom'), 'x-request-id: boom-id\r\n'), /^HTTP\/1\.1 500 /)
+  t.match(await raw(url, Buffer.from('/api/greeting/v1/')), /^HTTP\/1\.1 200 /)
+  t.match(await raw(url, Buffer.from('/nowhere'), 'x-request-id: lost-id\r\n'), /^HTTP\/1\.1 404 /)
+  const lines = written.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+  t.ok(lines.some((line) => line.msg === 'from the server' && line.role === 'server'), 'the server\'s own line')
+  t.ok(lines.some((line) => line.msg === 'request failed' && line.reqId === 'boom-id' && line.role === 'server'
+    && (line.err as { message?: string } | undefined)?.message === 'internals'), 'the failed request\'s, with its id')
+  t.notOk(lines.some((line) => line.msg === 'request'), 'no access line')
+  t.same(finishListeners, [1, 1, 1], 'Node\'s listener alone, on the 500, the 200 and the 404')
+})

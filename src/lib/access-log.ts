@@ -143,6 +143,7 @@ class LazyChild {
  * is written through it. Most requests write none (the access line is the server logger's), and making a pino child
  * for each would cost a couple of microseconds a request for nothing.
  */
-export const lazyChildLogger: ChildLoggerFactory = function lazyChildLogger(logger, bindings, options) {
-  return new LazyChild(logger, bindings, options)
+export const lazyChildLogger: ChildLoggerFactory = function lazyChildLogger(_logger, bindings, options) {
+  // The server's log, not the logger Fastify passes: Fastify may have been given none (see createServer).
+  return new LazyChild(this.log, bindings, options)
 }
