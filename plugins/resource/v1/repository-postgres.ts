@@ -1,7 +1,7 @@
 import { asc, eq, gt, sql } from 'drizzle-orm'
 import type { PostgresDatabase } from '#src/plugins/database/database.js'
 import { owners, resources } from '#src/plugins/database/schema/postgres.js'
-import { nameClash, type Caller, type ResourceRepository } from './repository.js'
+import { nameClash, resourceOf, type Caller, type ResourceRepository, type ResourceRow } from './repository.js'
 import type { Resource } from './schemas.js'
 
 interface WrittenRow {
@@ -67,12 +67,21 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
     owner: { id: owners.id, subject: owners.subject, name: owners.name },
   }
   const joined = () => orm.select(columns).from(resources).innerJoin(owners, eq(owners.id, resources.ownerId))
-  const getOne = joined().where(eq(resources.id, sql.placeholder('id'))).prepare('mrmat_resource_v1_get')
-  const listPage = joined()
+  // The reads on every request's path, as on SQLite: drizzle writes their SQL, pg runs it (named: each pooled
+  // connection prepares it once) and returns flat rows that are made into resources here. drizzle's prepared query
+  // wraps each run in three async functions and maps the nested owner field by field: about 3 µs of the server's CPU
+  // a get more (the built CLI, eight pairs of processes). The columns are those of `columns`, in its order; the
+  // placeholders are numbered in the order they appear.
+  const flat = (name: string, query: { toSQL(): { sql: string } }) => {
+    const text = query.toSQL().sql
+    return async (...values: number[]): Promise<ResourceRow[]> =>
+      (await pool.query<ResourceRow>({ name, text, values, rowMode: 'array' })).rows
+  }
+  const getOne = flat('mrmat_resource_v1_get', joined().where(eq(resources.id, sql.placeholder('id'))))
+  const listPage = flat('mrmat_resource_v1_list', joined()
     .where(gt(resources.id, sql.placeholder('after')))
     .orderBy(asc(resources.id))
-    .limit(sql.placeholder('limit'))
-    .prepare('mrmat_resource_v1_list')
+    .limit(sql.placeholder('limit')))
 
   async function write(statement: { name: string, text: string }, values: unknown[]): Promise<WrittenRow | undefined> {
     try {
@@ -84,10 +93,11 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
 
   return {
     async list(after, limit) {
-      return listPage.execute({ after, limit })
+      return (await listPage(after, limit)).map(resourceOf)
     },
     async get(id) {
-      return (await getOne.execute({ id }))[0]
+      const [row] = await getOne(id)
+      return row === undefined ? undefined : resourceOf(row)
     },
     async create(caller: Caller, name: string) {
       const row = await write(CREATE, [caller.subject, caller.name, name])

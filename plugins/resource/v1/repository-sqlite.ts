@@ -1,15 +1,8 @@
 import { and, asc, eq, gt, sql, type Placeholder } from 'drizzle-orm'
 import type { SqliteDatabase } from '#src/plugins/database/database.js'
 import { owners, resources } from '#src/plugins/database/schema/sqlite.js'
-import { nameClash, type ResourceRepository } from './repository.js'
+import { nameClash, resourceOf, type ResourceRepository, type ResourceRow } from './repository.js'
 import type { Resource } from './schemas.js'
-
-/** A row of the joined reads: the resource's id and name, its owner's id, subject and name. */
-type Row = [number, string, number, string, string]
-
-function resourceOf([id, name, ownerId, subject, ownerName]: Row): Resource {
-  return { id, name, owner: { id: ownerId, subject, name: ownerName } }
-}
 
 /**
  * better-sqlite3 is synchronous: every statement is prepared once here, and each write is one atomic unit, committed
@@ -26,8 +19,8 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
   // The reads on every request's path: drizzle writes their SQL, better-sqlite3 runs it and returns flat rows that are
   // made into resources here. drizzle's own mapping of the nested owner doubled the cost of a page (measured with
   // better-sqlite3 12, 11 rows: 31 µs against 16 µs). The columns are those of `columns`, in its order.
-  const flat = (query: { toSQL(): { sql: string } }) => database.connection.prepare<unknown[], Row>(query.toSQL().sql)
-    .raw()
+  const flat = (query: { toSQL(): { sql: string } }) => database.connection
+    .prepare<unknown[], ResourceRow>(query.toSQL().sql).raw()
   const getOne = flat(joined().where(eq(resources.id, sql.placeholder('id'))))
   // `LIMIT ?+0`, not `LIMIT ?`: SQLite runs this page twice as slowly with a bare parameter as its limit (measured
   // with better-sqlite3 12: 52 µs against 24 µs for 11 rows), and as fast as a literal with an expression. drizzle

@@ -12,6 +12,14 @@ export const NameTakenError = codedError('MRMAT_RESOURCE_NAME_TAKEN', { statusCo
 
 export type Refusal = 'not-found' | 'forbidden'
 
+/** A row of the joined reads, flat as drivers return it: resource id and name, owner id, subject and name. */
+export type ResourceRow = [number, string, number, string, string]
+
+/** The resource of a flat row (drizzle's own mapping of the nested owner doubled the cost of a page). */
+export function resourceOf([id, name, ownerId, subject, ownerName]: ResourceRow): Resource {
+  return { id, name, owner: { id: ownerId, subject, name: ownerName } }
+}
+
 /**
  * Resources and their owners. Reads are one query with the owner joined; each write is atomic, and name clashes are
  * left to the unique constraint so that concurrent requests cannot both win.
