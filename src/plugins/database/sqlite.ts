@@ -1,6 +1,7 @@
-import { mkdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, statSync } from 'node:fs'
 import { open, stat, type FileHandle } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
@@ -13,6 +14,21 @@ import { SQLITE_MEMORY } from './url.js'
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1')
 
 const DEFAULT_BUSY_TIMEOUT = 5_000
+
+/**
+ * better-sqlite3's addon where npm builds or downloads it, or undefined to let better-sqlite3 look. Its own look-up
+ * (the `bindings` package) reads a stack trace to find the package and tries a dozen paths in turn: a few
+ * milliseconds of every start.
+ */
+function sqliteAddon(): string | undefined {
+  try {
+    const root = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'))
+    const addon = join(root, 'build', 'Release', 'better_sqlite3.node')
+    return existsSync(addon) ? addon : undefined
+  } catch {
+    return undefined
+  }
+}
 
 export interface SqliteOptions {
   /** How long a writer waits for another connection's lock, in milliseconds (the event loop free meanwhile). */
@@ -35,7 +51,8 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
   let connection: BetterSqlite3.Database
   try {
     if (!inMemory) mkdirSync(dirname(file), { recursive: true })
-    connection = new BetterSqlite3(file)
+    const nativeBinding = sqliteAddon()
+    connection = new BetterSqlite3(file, nativeBinding === undefined ? {} : { nativeBinding })
     // WAL lets readers run beside the writer; NORMAL sync is durable at checkpoints and safe in WAL.
     if (!inMemory) connection.pragma('journal_mode = WAL')
     connection.pragma('synchronous = NORMAL')
