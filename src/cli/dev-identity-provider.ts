@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
+import { mapAdapter, type Stored } from './oidc-store.js'
 
 /*
  * The development identity provider of `mrmat-ts-api-fastify dev`: oidc-provider on its own loopback port, in the
@@ -63,12 +64,6 @@ interface Secrets {
   scriptSecret: string
 }
 
-interface Stored {
-  payload: Record<string, unknown>
-  /** Epoch milliseconds; null: never. */
-  expiresAt: number | null
-}
-
 /** Written whole and renamed into place, readable by the owner only. */
 function writePrivate(path: string, content: string): void {
   const temporary = `${path}.${String(process.pid)}.tmp`
@@ -109,44 +104,10 @@ function loadSecrets(folder: string): Secrets {
 /** oidc-provider's storage: a Map written to a file on every change (a development load is a few writes a login). */
 function fileAdapter(path: string): (model: string) => unknown {
   const store = new Map<string, Stored>(Object.entries((readJson(path) ?? {}) as Record<string, Stored>))
-  const live = (entry?: Stored) => (entry !== undefined && (entry.expiresAt ?? Infinity) > Date.now()
-    ? entry.payload
-    : undefined)
-  const save = () => {
+  return mapAdapter(store, () => {
     for (const [key, entry] of store) if ((entry.expiresAt ?? Infinity) <= Date.now()) store.delete(key)
     writePrivate(path, JSON.stringify(Object.fromEntries(store)))
-  }
-  return (model) => {
-    const prefix = `${model}:`
-    const findBy = (field: string, value: string) => {
-      for (const [key, entry] of store) if (key.startsWith(prefix) && entry.payload[field] === value) return live(entry)
-      return undefined
-    }
-    return {
-      upsert: async (id: string, payload: Record<string, unknown>, expiresIn?: number) => {
-        store.set(prefix + id, { payload, expiresAt: expiresIn === undefined ? null : Date.now() + expiresIn * 1000 })
-        save()
-      },
-      find: async (id: string) => live(store.get(prefix + id)),
-      findByUid: async (uid: string) => findBy('uid', uid),
-      findByUserCode: async (userCode: string) => findBy('userCode', userCode),
-      consume: async (id: string) => {
-        const entry = store.get(prefix + id)
-        if (entry !== undefined) entry.payload.consumed = Math.floor(Date.now() / 1000)
-        save()
-      },
-      destroy: async (id: string) => {
-        store.delete(prefix + id)
-        save()
-      },
-      revokeByGrantId: async (grantId: string) => {
-        for (const [key, entry] of store) {
-          if (key.startsWith(prefix) && entry.payload.grantId === grantId) store.delete(key)
-        }
-        save()
-      },
-    }
-  }
+  })
 }
 
 function escapeHtml(text: string): string {
