@@ -131,5 +131,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # drains its connections and closes the database. `serve`, the default command, applies the pending
 # migrations before listening. Arguments given to `docker run` replace CMD, e.g. `migrate` or
 # `serve --db postgres://…`; configuration also comes from MRMAT_* variables (-e) or --config.
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+# --max-semi-space-size=8: V8's young generation at most 16 MB rather than 32 (about 13 MB less resident under
+# load, no CPU cost measured; README, Performance).
+ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/dist/cli/main.js"]
 CMD ["serve"]

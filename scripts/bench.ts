@@ -58,8 +58,15 @@ function onServerCore(command: string, commandArgs: string[], pinned = true): [s
 const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
 
 const root = new URL('..', import.meta.url).pathname
-// What the package's bin runs.
+// What the package's bin runs, with the node options `npm start` and the container image give it (package.json's
+// start script: a smaller young generation, see the README's Performance).
 const CLI = join(root, 'dist/cli/main.js')
+const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } })
+  .scripts.start.split(' ')
+if (start[0] !== 'node' || start.at(-1) !== 'dist/cli/main.js') {
+  throw new Error(`package.json's start script is not "node [options] dist/cli/main.js": ${start.join(' ')}`)
+}
+const NODE_FLAGS = start.slice(1, -1)
 const work = mkdtempSync(join(tmpdir(), 'mrmat-bench-'))
 const teardowns: (() => unknown)[] = [() => { rmSync(work, { recursive: true, force: true }) }]
 
@@ -125,7 +132,7 @@ async function startCli(name: string, flags: string[], pinned = true): Promise<S
   const log = openSync(join(work, `${name}.log`), 'a')
   const started = performance.now()
   const cliArgs = [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance, ...flags]
-  const node = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profile, name)]
+  const node = [...NODE_FLAGS, ...profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profile, name)]]
   // taskset runs the command in its own place: the child's pid is the server's.
   const child = spawn(...onServerCore(process.execPath, [...node, ...cliArgs], pinned), { stdio: ['ignore', log, log] })
   const url = `http://127.0.0.1:${String(port)}`

@@ -48,7 +48,7 @@ t.test('dev --host 0.0.0.0 as a process: one line, the usage hint, exit 2, nothi
 
 t.test('the image never runs dev: the Dockerfile\'s command is serve', async (t) => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
-  t.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/cli\/main\.js"\]$/m)
+  t.match(dockerfile, /^ENTRYPOINT \["node", (?:"--[\w-]+(?:=\w+)?", )*"\/app\/dist\/cli\/main\.js"\]$/m)
   t.match(dockerfile, /^CMD \["serve"\]$/m)
   t.notMatch(dockerfile.split('\n').filter((line) => /^(CMD|ENTRYPOINT)/.test(line)).join('\n'), /dev/)
   t.match(dockerfile, /npm prune --omit=dev --omit=optional/, 'and leaves oidc-provider (optional) out of the image')

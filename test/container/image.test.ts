@@ -106,6 +106,12 @@ if (image !== undefined) {
       : ['exec', name, ...healthcheck?.Test.slice(1) ?? []])
     t.equal(health.code, 0, `the HEALTHCHECK passes ${health.stdout}${health.stderr}`)
 
+    // The server is the container's first process, started by the entry point with its node options.
+    const server = await output(engine, ['exec', name, 'node', '-e',
+      'process.stdout.write(require("fs").readFileSync("/proc/1/cmdline", "utf8").split("\\0").join(" "))'])
+    t.match(server, /^node --max-semi-space-size=8 \/app\/dist\/cli\/main\.js serve/,
+      'the server runs with V8\'s young generation bounded (README, Production: Memory)')
+
     const first = await output(engine, ['exec', name, 'node', '-e', COUNT_MIGRATIONS])
     const migrated = JSON.parse(first) as { n: number, last: number }
     t.equal(migrated.n, migrationCount, 'every migration was applied to the database in the volume')
