@@ -83,6 +83,12 @@ t.test('a damaged or missing cache is exit 3 with one line, never a stack trace'
     t.equal(stdout, '')
     t.same(lines(stderr), [`${CLIENT_NAME}: the token cache ${path} is damaged (${reason}); ${LOG_IN_AGAIN}`])
   }
+  // status says why the cache is of no use, rather than that nobody ever logged in.
+  const status = await runHere(['status'], home.env)
+  t.equal(status.code, 3)
+  t.match(lines(status.stderr), [new RegExp(`^${CLIENT_NAME}: not logged in( to \\S+)?: `
+    + `the token cache ${path} is damaged \\(version is missing or wrong\\); ${LOG_IN_AGAIN}$`)])
+  t.equal(lines(status.stderr).length, 1, 'one line')
   const logout = await runHere(['logout'], home.env)
   t.same([logout.code, logout.stdout], [0, `Logged out of ${stack.server}.\n`], 'logout removes even a damaged cache')
   t.notOk(existsSync(path))

@@ -156,10 +156,13 @@ MRMAT_CLIENT_SECRET, MRMAT_CLIENT_DISCOVERY_URL, MRMAT_CLIENT_SERVER, ...), else
       'Who is logged in to which server, with which scopes, until when (exit 3 when nobody is)',
       {},
       run(async (ctx) => {
-        const logins = fittingLogins(ctx.settings, ctx.io.env).map((cached) => loginStatus(cached))
+        // A cache that cannot be used (damaged, readable by others) is said, not taken for no login at all.
+        const unusable: string[] = []
+        const logins = fittingLogins(ctx.settings, ctx.io.env, unusable).map((cached) => loginStatus(cached))
         if (logins.length === 0) {
           const where = ctx.settings.server === undefined ? '' : ` to ${displayUrl(ctx.settings.server)}`
-          throw new AuthError(`not logged in${where}: run '${CLIENT_NAME} login' first`)
+          throw new AuthError(`not logged in${where}: `
+            + (unusable.length === 0 ? `run '${CLIENT_NAME} login' first` : unusable.join('; ')))
         }
         ctx.output.result(logins.map(describeLogin).join('\n'), { logins })
       }),

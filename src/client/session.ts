@@ -268,9 +268,13 @@ export function rememberedLogin(settings: ClientSettings, env: NodeJS.ProcessEnv
   }
 }
 
-/** The remembered logins that fit the given settings (all of them when none is given). */
-export function fittingLogins(settings: ClientSettings, env: NodeJS.ProcessEnv): CachedTokens[] {
-  return listLogins(env).filter((login) => (settings.server === undefined || login.server === settings.server.href)
+/**
+ * The remembered logins that fit the given settings (all of them when none is given); why a cache file could not be
+ * used is added to `unusable` when it is given.
+ */
+export function fittingLogins(settings: ClientSettings, env: NodeJS.ProcessEnv, unusable?: string[]): CachedTokens[] {
+  const logins = listLogins(env, unusable)
+  return logins.filter((login) => (settings.server === undefined || login.server === settings.server.href)
     && (settings.discoveryUrl === undefined || login.discovery_url === settings.discoveryUrl.href)
     && (settings.clientId === undefined || login.client_id === settings.clientId))
 }

@@ -141,8 +141,11 @@ export function isFresh(tokens: CachedTokens, now = Date.now()): boolean {
   return tokens.expires_at === null || tokens.expires_at - EXPIRY_MARGIN_SECONDS > now / 1000
 }
 
-/** The logins cached for this user, each with its file; files that cannot be used (damaged, others') are left out. */
-export function listLogins(env: NodeJS.ProcessEnv): (CachedTokens & { path: string })[] {
+/**
+ * The logins cached for this user, each with its file. Files that cannot be used (damaged, others') are left out, and
+ * why is added to `unusable` when it is given.
+ */
+export function listLogins(env: NodeJS.ProcessEnv, unusable?: string[]): (CachedTokens & { path: string })[] {
   const dir = cacheDir(env)
   let names: string[]
   try {
@@ -156,8 +159,9 @@ export function listLogins(env: NodeJS.ProcessEnv): (CachedTokens & { path: stri
       const cached = readCache(path)
       return cached === undefined ? [] : [{ ...cached, path }]
     } catch (error) {
-      if (error instanceof AuthError) return []
-      throw error
+      if (!(error instanceof AuthError)) throw error
+      unusable?.push(error.message)
+      return []
     }
   })
 }
