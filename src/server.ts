@@ -42,11 +42,10 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
   // logging alone. Without the access line nothing reads that time, so the logger given is then not Fastify's: it is
   // installed below as the server's `log`, and each request's logger is made from it (lazyChildLogger). That is all
   // Fastify and the plugins write through.
-  const installed = settings.loggerInstance !== undefined && !accessLog
+  const installed = accessLog ? undefined : settings.loggerInstance
   const server = Fastify({
-    ...(settings.loggerInstance === undefined || installed
-      ? { logger: installed ? false : settings.logger ?? false }
-      : { loggerInstance: settings.loggerInstance }),
+    ...(settings.loggerInstance === undefined ? { logger: settings.logger ?? false }
+      : installed === undefined ? { loggerInstance: settings.loggerInstance } : { logger: false }),
     genReqId: genRequestId,
     logController: logController(accessLog),
     childLoggerFactory: lazyChildLogger,
@@ -70,7 +69,7 @@ export function createServer(settings: ServerSettings = {}): FastifyInstance {
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   })
-  if (installed) server.log = settings.loggerInstance as FastifyBaseLogger
+  if (installed !== undefined) server.log = installed
   server.server.headersTimeout = settings.headersTimeout ?? SERVER_OPTIONS.headersTimeout.default
   const connections = closeOnlyIdleConnections(server.server)
   server.decorate('settleConnections', connections.settle)
