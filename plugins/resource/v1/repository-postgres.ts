@@ -29,12 +29,16 @@ const CREATE = {
 
 // Rename and delete touch the owner only when the resource is the caller's, so a refusal writes
 // nothing. The EXISTS sees the table as it was before the statement, and so tells "no such
-// resource" (404) from "someone else's" (403) when nothing was written.
+// resource" (404) from "someone else's" (403) when nothing was written. They lock the caller's
+// owner row (FOR UPDATE) before the resource's, as a create does with its upsert: locked the other
+// way round, a delete holding its row and waiting for the owner deadlocked with a create holding
+// the owner and waiting, on the unique (owner, name) index, for that delete (a 500).
+const CALLERS_OWNER = '(SELECT id FROM owners WHERE subject = $1 FOR UPDATE)'
 const RENAME = {
   name: 'mrmat_resource_v1_rename',
   text: `WITH u AS (
       UPDATE resources SET name = $4
-      WHERE id = $3 AND owner_id = (SELECT id FROM owners WHERE subject = $1)
+      WHERE id = $3 AND owner_id = ${CALLERS_OWNER}
       RETURNING id, name, owner_id),
     o AS (UPDATE owners SET name = $2 WHERE id = (SELECT owner_id FROM u) RETURNING id, subject, name)
     SELECT u.id, u.name, o.id AS owner_id, o.subject AS owner_subject, o.name AS owner_name,
@@ -45,7 +49,7 @@ const RENAME = {
 const REMOVE = {
   name: 'mrmat_resource_v1_remove',
   text: `WITH d AS (
-      DELETE FROM resources WHERE id = $3 AND owner_id = (SELECT id FROM owners WHERE subject = $1)
+      DELETE FROM resources WHERE id = $3 AND owner_id = ${CALLERS_OWNER}
       RETURNING owner_id),
     o AS (UPDATE owners SET name = $2 WHERE id = (SELECT owner_id FROM d))
     SELECT (SELECT count(*) FROM d)::int AS deleted, EXISTS (SELECT 1 FROM resources WHERE id = $3) AS found`,
