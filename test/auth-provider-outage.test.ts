@@ -72,6 +72,34 @@ t.test('the provider down at startup: the app starts, answers 503 with Retry-Aft
   t.ok(provider.requests(DISCOVERY) >= 1, 'discovery was retried')
 })
 
+t.test('a token that comes while a just started server is reaching the provider waits for it, not a 503', async (t) => {
+  const provider = await startTestProvider(t)
+  const auth = await settingsFromSecrets(t, provider)
+  const [jwt, opaque] = await Promise.all([provider.jwt(), personOpaqueToken(provider, 'alice')])
+  provider.resetRequestCounts()
+  provider.fault(DISCOVERY, { delayMs: 400 })
+  const app = await build(t, { auth, discovered: false })
+  const [byJwt, byOpaque] = await Promise.all([
+    send(app, GREETING, { token: jwt }),
+    send(app, GREETING, { token: opaque }),
+  ])
+  t.same([byJwt.status, byJwt.body], [200, { message: 'Hello test-client-display' }], 'a JWT: answered once discovered')
+  t.same([byOpaque.status, byOpaque.body], [200, { message: 'Hello alice' }], 'an opaque token too')
+  t.equal(provider.requests(DISCOVERY), 1, 'the requests waited for the server\'s own discovery, and fetched none')
+})
+
+t.test('a provider that never answers discovery: a token gets 503 within the fetch timeout', async (t) => {
+  const provider = await startTestProvider(t)
+  const silent = await silentServer(t)
+  const auth = resolveAuthSettings({ issuer: silent, audience: provider.audience })
+  const app = await build(t, { auth, authTuning: { timings: { fetchTimeout: 300 } }, discovered: false })
+  const started = Date.now()
+  const answer = await send(app, GREETING, { token: await provider.jwt() })
+  t.equal(answer.status, 503)
+  t.match(answer.body, { type: Problems.unavailable, detail: 'The identity provider has not been reached yet' })
+  t.ok(Date.now() - started < CLIENT_PATIENCE_MS, 'answered before a client would give up')
+})
+
 t.test('a JWKS endpoint that never answers: 503 within the fetch timeout, not a hang', async (t) => {
   const provider = await startTestProvider(t)
   const silent = await silentServer(t)

@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os'
 import t from 'tap'
 import { startTestProvider } from '../fixtures/oidc-provider.js'
 import { IMAGE, IMAGE_VERSION, builtImage, containerEngine, run, uniqueName } from '../helpers/container.js'
-import { send } from '../helpers/http.js'
+import { send, type SendOptions } from '../helpers/http.js'
 import { freePorts, logLines } from '../helpers/process.js'
 import { requirePart } from '../helpers/require.js'
 import { pollUntil } from '../helpers/wait.js'
@@ -64,6 +64,14 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
   // A request with a token may wait for the api's fetch of the provider's discovery or keys, which it bounds at 5 s and
   // then answers 503: the client waits longer than that, to see the api's answer rather than its own timeout.
   const TOKEN_MS = 15_000
+  // Ready means the database answers. A worker whose first fetch of the provider's discovery failed answers a token
+  // with 503 and Retry-After until a retry succeeds (while one is in flight, it waits for it). Clients retry; so does
+  // this test.
+  const withToken = async <T>(path: string, options: SendOptions, what: string) =>
+    pollUntil(async () => {
+      const answer = await send<T>(base, path, { ...options, timeout: TOKEN_MS })
+      return answer.status !== 503 && answer
+    }, UP_MS, `${what}: an answer other than 503`, 500)
   const up = async (what: string) => {
     const started = await composeRun(['up', '-d', '--no-build'])
     t.equal(started.code, 0, `${what}: up -d ${started.code === 0 ? '' : started.stdout + started.stderr}`)
@@ -83,9 +91,9 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
     const anonymous = await send(base, '/api/resource/v1/')
     t.equal(anonymous.status, 401, 'resources need a token')
     const token = await provider.jwt()
-    const created = await send<{ id: number, name: string }>(base, '/api/resource/v1/', {
-      method: 'POST', token, json: { name: 'kept across down and up' }, timeout: TOKEN_MS,
-    })
+    const created = await withToken<{ id: number, name: string }>('/api/resource/v1/', {
+      method: 'POST', token, json: { name: 'kept across down and up' },
+    }, 'create')
     t.equal(created.status, 201, `created: ${created.text}`)
     const id = created.body?.id ?? 0
     t.equal(created.headers.location, `${base}/api/resource/v1/${String(id)}`,
@@ -104,12 +112,7 @@ if (image !== undefined && requirePart(t, compose !== undefined, 'podman-compose
     t.equal(gone, 'refused', 'nothing listens after down')
 
     await up('up again')
-    // Ready means the database answers; a worker just started may still be fetching the identity provider's discovery
-    // and keys, and answers a token with 503 and Retry-After meanwhile, which a client retries.
-    const read = await pollUntil(async () => {
-      const answer = await send<{ name: string }>(base, `/api/resource/v1/${String(id)}`, { token, timeout: TOKEN_MS })
-      return answer.status !== 503 && answer
-    }, UP_MS, 'an answer other than 503 after the restart', 500)
+    const read = await withToken<{ name: string }>(`/api/resource/v1/${String(id)}`, { token }, 'after the restart')
     t.same([read.status, read.body?.name], [200, 'kept across down and up'], 'the resource survived on the volume')
   })
 }

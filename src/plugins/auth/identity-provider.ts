@@ -60,6 +60,8 @@ export class IdentityProvider {
   private retryTimer: NodeJS.Timeout | undefined
   private closed = false
   private discovering: Promise<void> | undefined
+  /** Discovery's attempt while one is in flight (it never rejects): requests that come meanwhile wait for it. */
+  private attempt: Promise<unknown> | undefined
   /** The kids of the freshest key set fetched, and when that fetch began. */
   private published: { kids: Set<string>, at: number } | undefined
   private keySetFetch: { at: number, done: Promise<void>, settled: boolean } | undefined
@@ -84,6 +86,17 @@ export class IdentityProvider {
     return this.metadata !== undefined
   }
 
+  /**
+   * Whether the provider's metadata is known, once the discovery fetch in flight (if any) has ended. A request that
+   * comes while a server just started is still reaching the provider waits for that fetch (bounded by the fetch
+   * timeout) rather than being sent away with a 503; it causes no fetch of its own, and between failed attempts it is
+   * answered at once.
+   */
+  async reached(): Promise<boolean> {
+    if (this.metadata === undefined) await this.attempt
+    return this.metadata !== undefined
+  }
+
   /** Starts discovery; it retries in the background, so the server starts while the provider is down. */
   start(): Promise<void> {
     this.discovering ??= this.discover()
@@ -99,8 +112,10 @@ export class IdentityProvider {
   private async discover(): Promise<void> {
     let [delay] = this.timings.retryDelay
     for (;;) {
+      const attempt = this.fetchMetadata().then((metadata) => { this.useMetadata(metadata) })
+      this.attempt = attempt.catch(() => undefined)
       try {
-        this.useMetadata(await this.fetchMetadata())
+        await attempt
         this.log.info({ issuer: this.settings.issuer, jwksUri: this.metadata?.jwksUri }, 'identity provider discovered')
         return
       } catch (error) {
@@ -110,6 +125,8 @@ export class IdentityProvider {
           'identity provider discovery failed; retrying',
         )
         if (delay === this.timings.retryDelay[0]) this.warnUnlogged(error as Error)
+      } finally {
+        this.attempt = undefined
       }
       await new Promise<void>((resolve) => {
         this.retryTimer = setTimeout(resolve, delay)
@@ -182,7 +199,7 @@ export class IdentityProvider {
 
   /** The PEM public key that signed a token with this header. */
   async publicKey(header: { kid?: unknown, alg?: unknown }): Promise<string> {
-    const { jwks } = this
+    const jwks = this.jwks ?? (await this.reached() ? this.jwks : undefined)
     if (jwks === undefined) throw new ProviderUnavailableError('The identity provider has not been reached yet')
     const { kid, alg } = header
     if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') {

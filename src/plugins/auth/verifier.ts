@@ -162,7 +162,8 @@ export class TokenVerifier {
 
   async #verifyOpaque(token: string): Promise<Identity> {
     const { provider, realm, settings } = this
-    if (!provider.ready) throw unavailable('The identity provider has not been reached yet')
+    const reached = provider.ready || await provider.reached()
+    if (!reached) throw unavailable('The identity provider has not been reached yet')
     if (!provider.canIntrospect) {
       throw invalidToken(realm, 'The token is not a JWT, and opaque tokens cannot be introspected here',
         'not_introspectable')
