@@ -210,6 +210,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'greeting v1', path: () => '/api/greeting/v1/' },
   { name: 'greeting v2 ?name=', path: () => '/api/greeting/v2/?name=Bob' },
   { name: 'greeting v3, JWT', path: () => '/api/greeting/v3/', options: bearer },
+  // What a stranger without a token costs: every answer is a 401 problem (non-2xx by design).
+  { name: 'greeting v3, no token: 401', path: () => '/api/greeting/v3/' },
   { name: 'resource get by id', path: (c) => `/api/resource/v1/${String(c.resourceId)}`, options: bearer },
   { name: 'resource list limit 10', path: () => '/api/resource/v1/?limit=10&after=500', options: bearer },
   { name: 'resource create', path: () => '/api/resource/v1/', options: create },

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import type { Problem } from '#src/lib/problem.js'
+import { HttpProblem, type Problem } from '#src/lib/problem.js'
 import { build, captureLogs, listen } from './helpers/app.js'
 import { send } from './helpers/http.js'
 
@@ -118,6 +118,14 @@ t.test('an unexpected error is a 500 problem without internals, logged with its 
   const logged = lines.find((line) => line.reqId === 'trace-500' && line.level === 50)
   t.ok(logged, 'the failure is logged at error level with the request id')
   t.match((logged?.err as { stack?: string } | undefined)?.stack, /secret internals[\s\S]*errors\.test\.ts/, 'with the stack')
+})
+
+t.test('a problem is an answer, not a fault: it carries no stack, and other errors keep theirs', async (t) => {
+  const limit = Error.stackTraceLimit
+  const problem = new HttpProblem(403, 'not yours')
+  t.equal(problem.stack, 'HttpProblem: not yours', 'no frames: capturing them was most of a refusal\'s cost')
+  t.equal(Error.stackTraceLimit, limit, 'the stack trace limit is as it was')
+  t.match(new Error('a fault').stack, /\n\s+at .*errors\.test\.ts/, 'an error made after it has its frames')
 })
 
 t.test('a malformed URL is a 400 problem', async (t) => {
