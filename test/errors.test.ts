@@ -71,6 +71,19 @@ t.test('validation errors name every offending field', async (t) => {
   )
 })
 
+t.test('a validation failure is a problem too: Fastify\'s message and findings, no stack', async (t) => {
+  const seen: Error[] = []
+  const app = await build(t, {
+    routes: (app) => app.addHook('onError', async (_request, _reply, error) => { seen.push(error) }),
+  })
+  const res = await send<Problem>(app, `/api/greeting/v2/?name=${'a'.repeat(256)}`)
+  t.same([res.status, res.body?.detail], [400, 'The query field /name must NOT have more than 255 characters'])
+  const [error] = seen as (Error & { validation?: unknown[], validationContext?: string })[]
+  t.equal(error?.message, 'querystring/name must NOT have more than 255 characters', 'the message Fastify would write')
+  t.same([error?.validationContext, error?.validation?.length], ['querystring', 1], 'with Fastify\'s findings')
+  t.equal(error?.stack, `HttpProblem: ${error?.message ?? ''}`, 'and no frames: they were most of what a 400 cost')
+})
+
 t.test('malformed and empty JSON bodies are 400 problems', async (t) => {
   const app = await build(t, { routes: errorRoutes })
   for (const body of ['{"name": ', '']) {
