@@ -25,6 +25,7 @@ import { freePorts } from './helpers/process.js'
 import { pollUntil, within } from './helpers/wait.js'
 
 const GREETING = '/api/greeting/v3/'
+const b64url = (text: string): string => Buffer.from(text).toString('base64url')
 const PROBLEM_TYPE = /^application\/problem\+json/
 const AUDIENCE = 'mrmat-ts-api-fastify'
 /** A route of the test's own that needs the write scope: greeting v3 needs none. */
@@ -182,6 +183,9 @@ t.test('hostile and broken tokens are 401 invalid_token and never echoed', async
     { what: 'garbage characters', token: '!!!<script>***', detail: /malformed/ },
     { what: 'a 10,000-character token', token: 'x'.repeat(10_000), detail: /malformed/ },
     { what: 'JWT-shaped junk', token: 'abc.def.ghi' },
+    { what: 'a header that is not JSON', token: `${b64url('not json')}.${b64url('{}')}.c2ln` },
+    { what: 'claims that are a JSON array', token: `${b64url('{"alg":"RS256"}')}.${b64url('[]')}.c2ln` },
+    { what: 'a header that is JSON null', token: `${b64url('null')}.${b64url('{}')}.c2ln` },
   ]
   for (const { what, token, detail } of cases) {
     const answer = await send(app, GREETING, { token })
