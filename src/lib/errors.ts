@@ -40,3 +40,18 @@ export function exitCodeOf(error: unknown): number | undefined {
   const code = (error as { exitCode?: unknown } | null)?.exitCode
   return typeof code === 'number' ? code : undefined
 }
+
+/**
+ * Runs `make` with stack traces off, for errors that are answers to a client (a refused token, say): where they were
+ * made tells nobody anything, and capturing it was most of what such a refusal cost. Only what `make` does before it
+ * returns is affected; HttpProblem does the same in its constructor, where super() cannot be wrapped.
+ */
+export function withoutStackTraces<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return make()
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}

@@ -66,6 +66,8 @@ export class IdentityProvider {
   private published: { kids: Set<string>, at: number } | undefined
   private keySetFetch: { at: number, done: Promise<void>, settled: boolean } | undefined
   private readonly pems = new WeakMap<object, string>()
+  /** get-jwks caches a key as the promise of its fetch: what each such promise resolved to, for knownPublicKey. */
+  private readonly settled = new WeakMap<object, Record<string, unknown>>()
 
   constructor(
     readonly settings: AuthSettings,
@@ -197,6 +199,20 @@ export class IdentityProvider {
     return fetch(url, { ...init, dispatcher: this.dispatcher as unknown as NonNullable<RequestInit['dispatcher']> })
   }
 
+  /**
+   * The PEM public key of a token with this header when get-jwks holds it fresh (inside its TTL) and its fetch has
+   * settled, at once; undefined when it must be asked for (publicKey), which then gives the same key. A token whose key
+   * is known is verified without waiting for a promise, which lets the verifier make its errors without stack traces.
+   */
+  knownPublicKey(header: { kid?: unknown, alg?: unknown }): string | undefined {
+    const { jwks } = this
+    const { kid, alg } = header
+    if (jwks === undefined || typeof kid !== 'string' || kid === '' || typeof alg !== 'string') return undefined
+    const cached = jwks.cache.get(jwks.generateCacheKey(alg, kid, this.jwksDomain)) as object | undefined
+    const jwk = cached === undefined ? undefined : this.settled.get(cached)
+    return jwk === undefined ? undefined : this.pem(jwk)
+  }
+
   /** The PEM public key that signed a token with this header. */
   async publicKey(header: { kid?: unknown, alg?: unknown }): Promise<string> {
     const jwks = this.jwks ?? (await this.reached() ? this.jwks : undefined)
@@ -214,7 +230,10 @@ export class IdentityProvider {
     const fetching = jwks.cache.get(cacheKey) === undefined
     let jwk: Record<string, unknown>
     try {
-      jwk = await jwks.getJwk({ domain, alg, kid })
+      // A promise, or the key itself when it was set below.
+      const pending: Promise<Record<string, unknown>> | Record<string, unknown> = jwks.getJwk({ domain, alg, kid })
+      jwk = await pending
+      this.settled.set(pending, jwk)
       if (fetching) this.observer?.jwksFetched(true)
     } catch (error) {
       const code = (error as { code?: string }).code
@@ -229,7 +248,10 @@ export class IdentityProvider {
     }
     // get-jwks answers from its stale cache when the refetch failed, and forgets the key: keep it for
     // another TTL, so that an unreachable provider costs one attempt per TTL, not one per request.
-    if (jwks.cache.get(cacheKey) === undefined) jwks.cache.set(cacheKey, jwk as never)
+    if (jwks.cache.get(cacheKey) === undefined) {
+      jwks.cache.set(cacheKey, jwk as never)
+      this.settled.set(jwk, jwk)
+    }
     return this.pem(jwk)
   }
 

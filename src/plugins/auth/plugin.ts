@@ -61,8 +61,24 @@ function jwtOptions(settings: AuthSettings, provider: IdentityProvider): Fastify
     jwtDecode: 'bearerJwtDecode',
     jwtSign: 'bearerJwtSign',
     decoratorName: 'bearerClaims',
-    secret: async (_request: FastifyRequest, token: unknown) =>
-      provider.publicKey((token as { header: Record<string, unknown> }).header),
+    // A key known at once is given at once (see knownPublicKey): the token is then verified before the call returns.
+    secret: (_request: FastifyRequest, token: unknown, callback: (e: Error | null, key?: string) => void) => {
+      const { header } = token as { header: Record<string, unknown> }
+      let known: string | undefined
+      try {
+        known = provider.knownPublicKey(header)
+      } catch (error) {
+        callback(error as Error, undefined)
+        return
+      }
+      if (known !== undefined) {
+        callback(null, known)
+        return
+      }
+      provider.publicKey(header).then((key) => { callback(null, key) }, (error: unknown) => {
+        callback(error as Error, undefined)
+      })
+    },
     decode: { complete: true },
     verify: {
       // The header too: its typ tells an access token from an ID token.

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
+import { withoutStackTraces } from '../../lib/errors.js'
 import type { HttpProblem } from '../../lib/problem.js'
 import { ALGORITHMS, invalidToken, unavailable } from './challenge.js'
 import { identityFromClaims, type Identity } from './identity.js'
@@ -63,14 +64,8 @@ function jsonObjectSegment(segment: string): boolean {
  * gives, and the parse error it meets is made without a stack.
  */
 function decodesAsJwt(token: string): boolean {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 0
-  try {
-    const [header = '', claims = ''] = token.split('.', 2)
-    return jsonObjectSegment(header) && jsonObjectSegment(claims)
-  } finally {
-    Error.stackTraceLimit = limit
-  }
+  const [header = '', claims = ''] = token.split('.', 2)
+  return withoutStackTraces(() => jsonObjectSegment(header) && jsonObjectSegment(claims))
 }
 
 /** What a verification failure tells the client: why, but nothing of the token itself. */
@@ -176,7 +171,9 @@ export class TokenVerifier {
     if (!decodesAsJwt(token)) throw invalidToken(this.realm, NOT_CHECKING_OUT)
     let verified: { header: Record<string, unknown>, payload: Record<string, unknown> }
     try {
-      verified = await request.bearerJwtVerify()
+      // With the key known, @fastify/jwt decides before the call returns (see knownPublicKey), and the errors it and
+      // fast-jwt make for a token refused (two or three, each with a stack) are made without stacks.
+      verified = await withoutStackTraces(() => request.bearerJwtVerify())
     } catch (error) {
       throw jwtFailure(this.realm, error)
     }
