@@ -215,7 +215,8 @@ export class IdentityProvider {
 
   /** The PEM public key that signed a token with this header. */
   async publicKey(header: { kid?: unknown, alg?: unknown }): Promise<string> {
-    const jwks = this.jwks ?? (await this.reached() ? this.jwks : undefined)
+    if (this.jwks === undefined) await this.reached()
+    const { jwks } = this
     if (jwks === undefined) throw new ProviderUnavailableError('The identity provider has not been reached yet')
     const { kid, alg } = header
     if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') {
