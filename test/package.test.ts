@@ -1,5 +1,6 @@
 import {
-  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync,
+  copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
+  writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -225,6 +226,15 @@ t.test('the bundled command line loads no OpenTelemetry and no prom-client until
     'no such package is imported before it is needed')
   t.same(files.filter((file) => readFileSync(file, 'utf8').includes('node_modules/prom-client/')), [],
     'no chunk loaded at start bundles prom-client')
+})
+
+t.test('every chunk of the bundled command lines is ASCII, so V8 holds its source at a byte a character', async (t) => {
+  const { installed: where } = await installed()
+  const dir = join(where, 'dist', 'cli')
+  const chunks = readdirSync(dir).filter((name) => name.endsWith('.js'))
+  t.ok(chunks.length > 2, `the command lines' chunks (${String(chunks.length)})`)
+  t.same(chunks.filter((name) => /[\u0080-\uffff]/.test(readFileSync(join(dir, name), 'utf8'))), [],
+    'no chunk holds a character beyond ASCII')
 })
 
 t.test('the installed bin with --metrics and an OTLP exporter: metrics port and spans', async (t) => {
