@@ -58,8 +58,9 @@ function onServerCore(command: string, commandArgs: string[], pinned = true): [s
 const out = (line: string): void => { (asJson ? process.stderr : process.stdout).write(`${line}\n`) }
 
 const root = new URL('..', import.meta.url).pathname
-// What the package's bin runs, with the node options `npm start` and the container image give it (package.json's
-// start script: a smaller young generation, see the README's Performance).
+// What the package's bin runs, as the container image runs it: the node options of its entry point, which are those
+// of `npm start` (package.json's start script: V8's young generation and the old one's growth bounded), and glibc's
+// malloc arenas as its environment sets them (see the README's Production: Memory).
 const CLI = join(root, 'dist/cli/main.js')
 const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } })
   .scripts.start.split(' ')
@@ -67,6 +68,13 @@ if (start[0] !== 'node' || start.at(-1) !== 'dist/cli/main.js') {
   throw new Error(`package.json's start script is not "node [options] dist/cli/main.js": ${start.join(' ')}`)
 }
 const NODE_FLAGS = start.slice(1, -1)
+const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
+const entrypoint = /^ENTRYPOINT \["node", (.*), "\/app\/dist\/cli\/main\.js"\]$/m.exec(dockerfile)?.[1]
+if (entrypoint !== JSON.stringify(NODE_FLAGS).slice(1, -1).replaceAll(',', ', ')) {
+  throw new Error(`the image's entry point does not give node the start script's options (${NODE_FLAGS.join(' ')})`)
+}
+const arenas = /^\s+MALLOC_ARENA_MAX=(\d+)/m.exec(dockerfile)?.[1]
+const IMAGE_ENV = arenas === undefined ? {} : { MALLOC_ARENA_MAX: arenas }
 const work = mkdtempSync(join(tmpdir(), 'mrmat-bench-'))
 const teardowns: (() => unknown)[] = [() => { rmSync(work, { recursive: true, force: true }) }]
 
@@ -134,7 +142,8 @@ async function startCli(name: string, flags: string[], pinned = true): Promise<S
   const cliArgs = [CLI, '--host', '127.0.0.1', '--port', String(port), '--instance-path', instance, ...flags]
   const node = [...NODE_FLAGS, ...profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profile, name)]]
   // taskset runs the command in its own place: the child's pid is the server's.
-  const child = spawn(...onServerCore(process.execPath, [...node, ...cliArgs], pinned), { stdio: ['ignore', log, log] })
+  const child = spawn(...onServerCore(process.execPath, [...node, ...cliArgs], pinned),
+    { stdio: ['ignore', log, log], env: { ...process.env, ...IMAGE_ENV } })
   const url = `http://127.0.0.1:${String(port)}`
   while (!(await healthy(url))) {
     if (child.exitCode !== null) {

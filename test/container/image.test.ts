@@ -109,8 +109,11 @@ if (image !== undefined) {
     // The server is the container's first process, started by the entry point with its node options.
     const server = await output(engine, ['exec', name, 'node', '-e',
       'process.stdout.write(require("fs").readFileSync("/proc/1/cmdline", "utf8").split("\\0").join(" "))'])
-    t.match(server, /^node --max-semi-space-size=8 \/app\/dist\/cli\/main\.js serve/,
-      'the server runs with V8\'s young generation bounded (README, Production: Memory)')
+    t.match(server, /^node --max-semi-space-size=8 --heap-growing-percent=50 \/app\/dist\/cli\/main\.js serve/,
+      'the server runs with V8\'s young generation and the old one\'s growth bounded (README, Production: Memory)')
+    const environment = await output(engine, ['exec', name, 'node', '-e',
+      'process.stdout.write(require("fs").readFileSync("/proc/1/environ", "utf8").split("\\0").join("\\n"))'])
+    t.match(environment, /^MALLOC_ARENA_MAX=2$/m, 'glibc\'s malloc has two arenas (README, Production: Memory)')
 
     const first = await output(engine, ['exec', name, 'node', '-e', COUNT_MIGRATIONS])
     const migrated = JSON.parse(first) as { n: number, last: number }
