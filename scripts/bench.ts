@@ -69,8 +69,10 @@ if (start[0] !== 'node' || start.at(-1) !== 'dist/cli/main.js') {
 }
 const NODE_FLAGS = start.slice(1, -1)
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
-const entrypoint = /^ENTRYPOINT \["node", (.*), "\/app\/dist\/cli\/main\.js"\]$/m.exec(dockerfile)?.[1]
-if (entrypoint !== JSON.stringify(NODE_FLAGS).slice(1, -1).replaceAll(',', ', ')) {
+// The exec form is a JSON array: node, its options, the bin.
+const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
+if (entrypoint[0] !== 'node' || entrypoint.at(-1) !== '/app/dist/cli/main.js'
+  || entrypoint.slice(1, -1).join(' ') !== NODE_FLAGS.join(' ')) {
   throw new Error(`the image's entry point does not give node the start script's options (${NODE_FLAGS.join(' ')})`)
 }
 const arenas = /^\s+MALLOC_ARENA_MAX=(\d+)/m.exec(dockerfile)?.[1]
