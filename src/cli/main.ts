@@ -8,6 +8,7 @@ import { EXIT_RUNTIME, EXIT_USAGE, exitCodeOf, UsageError } from '../lib/errors.
 import { yargsOptions, type OptionSources } from '../lib/option-table.js'
 import { PACKAGE_NAME as NAME, packageVersion } from '../lib/package-info.js'
 import { SERVER_OPTIONS } from '../options.js'
+import { keepTickObjectMapAlive } from '../lib/tick-map.js'
 import { resolveServerConfig, type ServerConfig } from './config.js'
 
 export const CONFIG_ENV = 'MRMAT_CONFIG'
@@ -112,4 +113,8 @@ export async function main(args: string[]): Promise<void> {
 
 const invokedDirectly = process.argv[1] !== undefined
   && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href
-if (invokedDirectly) await main(hideBin(process.argv))
+if (invokedDirectly) {
+  // Before the server's modules load (and the garbage collections that come with them): see tick-map.ts.
+  keepTickObjectMapAlive()
+  await main(hideBin(process.argv))
+}
