@@ -2,6 +2,7 @@ import { connect } from 'node:net'
 import { pino, type DestinationStream } from 'pino'
 import t from 'tap'
 import { jsonLogger } from '#src/cli/logger.js'
+import { durationText } from '#src/lib/access-log.js'
 import { listen } from './helpers/app.js'
 
 // The CLI's JSON logger composes the access line itself (src/lib/access-log.ts); it must write exactly the line pino
@@ -60,6 +61,35 @@ t.test('the composed access line is the line pino writes', async (t) => {
   t.match(parsed[0], {
     level: 30, role: 'server', reqId: 'same-id', method: 'GET', status: 200, remoteAddress: '127.0.0.1',
   })
+})
+
+t.test('the access line\'s duration is the text JSON gives the duration rounded to hundredths', async (t) => {
+  // What pino would write for the number: String() of it, as JSON.stringify writes a finite number.
+  const expected = (ms: number): string => String(Math.round(ms * 100) / 100)
+  const wrong: string[] = []
+  const check = (ms: number): void => {
+    if (durationText(ms) !== expected(ms)) wrong.push(`${String(ms)}: ${durationText(ms)} for ${expected(ms)}`)
+  }
+  // Every count of hundredths up to 20 s, on the hundredth and either side of where it rounds.
+  for (let hundredths = 0; hundredths <= 2_000_000; hundredths++) {
+    const ms = hundredths / 100
+    check(ms)
+    check(ms + 0.004999)
+    check(ms + 0.005)
+    check(ms - 0.005)
+  }
+  // Fastify's elapsedTime is performance.now()'s difference: a fraction with many digits.
+  for (let i = 0; i < 100_000; i++) check(Math.random() * 10 ** (i % 8))
+  // Beyond the whole-number fast path, and what is not a duration at all: String()'s text, as before.
+  for (const ms of [1e7 - 0.001, 1e7, 2 ** 40, 1e21, 1e300, -0, -0.001, -0.006, -5, Number.NaN, Infinity, -Infinity]) {
+    check(ms)
+  }
+  t.same(wrong.slice(0, 10), [], `${String(wrong.length)} durations written otherwise`)
+  t.equal(durationText(0.004), '0')
+  t.equal(durationText(0.05), '0.05')
+  t.equal(durationText(1.5), '1.5')
+  t.equal(durationText(12.34), '12.34')
+  t.equal(durationText(7), '7')
 })
 
 t.test('a logger above info writes no access line', async (t) => {

@@ -35,6 +35,22 @@ function jsonString(value: string): string {
 }
 
 /**
+ * A duration in milliseconds rounded to hundredths, as JSON writes the number pino would be given
+ * (`Math.round(ms * 100) / 100`: 0.01, 1.5, 2): built from the whole hundredths, integers V8 turns into text on its
+ * fast path. The rounded number itself is a fraction, and turning a fraction into its shortest text took V8's
+ * runtime about 0.4 µs a line (perf, greeting v1). A duration that is not a small whole count of hundredths is left
+ * to String().
+ */
+export function durationText(ms: number): string {
+  const hundredths = Math.round(ms * 100)
+  if (!(hundredths >= 0 && hundredths <= 0x3fffffff)) return String(hundredths / 100)
+  const rest = hundredths % 100
+  const whole = String((hundredths - rest) / 100)
+  if (rest === 0) return whole
+  return `${whole}.${rest < 10 ? `0${String(rest)}` : String(rest % 10 === 0 ? rest / 10 : rest)}`
+}
+
+/**
  * Fastify's request logging as one line a request, when it is answered: the request id, method, path (never the
  * query string, which may hold secrets), status, duration, the client's address (as --trust-proxy allows), and the
  * trace and span ids while tracing is on; instead
@@ -50,7 +66,6 @@ export class AccessLog extends LogController {
     const url = request.url
     const query = url.indexOf('?')
     const path = query < 0 ? url : url.slice(0, query)
-    const durationMs = Math.round(reply.elapsedTime * 100) / 100
     const log = request.server.log
     // Set only while tracing is on (see plugins/tracing.ts).
     const ids = (request as unknown as Record<symbol, TraceIds | null | undefined>)[TRACE_IDS]
@@ -60,7 +75,8 @@ export class AccessLog extends LogController {
       if (!enabled(log, 'info')) return
       const ip = request.ip as string | undefined
       write(log, SEVERITY.info, `"reqId":${jsonString(request.id)},"method":${jsonString(request.method)},`
-        + `"path":${jsonString(path)},"status":${String(reply.statusCode)},"durationMs":${String(durationMs)}`
+        + `"path":${jsonString(path)},"status":${String(reply.statusCode)},`
+        + `"durationMs":${durationText(reply.elapsedTime)}`
         + (ip === undefined ? '' : `,"remoteAddress":${jsonString(ip)}`), 'request')
       return
     }
@@ -69,7 +85,7 @@ export class AccessLog extends LogController {
       method: request.method,
       path,
       status: reply.statusCode,
-      durationMs,
+      durationMs: Math.round(reply.elapsedTime * 100) / 100,
       remoteAddress: request.ip,
     }
     const traced = ids === undefined || ids === null ? line : { ...line, ...ids }
