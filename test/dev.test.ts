@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { parseCommandLine } from '#src/cli/main.js'
+import { parseCommandLine } from '#src/cli/command-line.js'
 import { CLI_NAME, USAGE_HINT, cliProcess, runCli, stderrLines } from './helpers/cli.js'
 import { clientHome, clientProcess, runClient } from './helpers/client.js'
 import { signInDevice } from './helpers/device-sign-in.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseCommandLine } from '#src/cli/main.js'
+import { parseCommandLine } from '#src/cli/command-line.js'
 import { startCli } from './helpers/cli.js'
 import { folder } from './helpers/folder.js'
 import { send } from './helpers/http.js'

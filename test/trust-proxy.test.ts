@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseCommandLine } from '#src/cli/main.js'
+import { parseCommandLine } from '#src/cli/command-line.js'
 import { parseTrustProxy, type TrustProxy } from '#src/lib/trust-proxy.js'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { build } from './helpers/app.js'
