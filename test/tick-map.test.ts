@@ -37,7 +37,7 @@ function preloaded(t: Test, args: string[], env: Record<string, string> = {}) {
 
 t.test('the premise: without a tick object held, full collections leave nextTick\'s literal megamorphic', async (t) => {
   // A plain Node process, nothing of this package: what the server guards against.
-  const run = preloaded(t, ['-e', 'setTimeout(() => {}, 600)'])
+  const run = preloaded(t, ['-e', 'setTimeout(() => { globalThis.checkTickFeedback() }, 10)'])
   t.equal(await run.exited, 0, 'it exits 0')
   t.match(run.read(), PRINTED)
   const seen = run.states()
@@ -51,7 +51,7 @@ t.test('keepTickObjectMapAlive keeps nextTick\'s literal monomorphic through ful
   const module = JSON.stringify(pathToFileURL(distFile('src/lib/tick-map.js')).href)
   const script = `import { keepTickObjectMapAlive } from ${module}
 keepTickObjectMapAlive()
-setTimeout(() => {}, 600)`
+setTimeout(() => { globalThis.checkTickFeedback() }, 10)`
   const run = preloaded(t, ['--input-type=module', '-e', script])
   t.equal(await run.exited, 0, 'it exits 0')
   t.match(run.read(), PRINTED)
