@@ -23,14 +23,15 @@ export interface ChildResult {
 
 /**
  * The test's environment for a child: without the settings of either CLI (MRMAT_*, XDG_*), without tap's and npm's
- * own, and without NODE_OPTIONS (tap's process tracking, which a child does not need). c8's NODE_V8_COVERAGE is kept
- * unless `coverage` is false.
+ * own, and without NODE_OPTIONS (tap's process tracking, which a child does not need; tap's spawn puts its own loader
+ * back). c8's NODE_V8_COVERAGE is kept unless `coverage` is false; then it is set empty, which turns coverage off:
+ * Node copies the parent's value into the environment of any child whose environment lacks the variable.
  */
 export function childEnv(extra: Record<string, string> = {}, coverage = true): NodeJS.ProcessEnv {
-  const dropped = coverage ? /^(MRMAT_|XDG_|TAP|_TAPJS|npm_|NODE_OPTIONS$)/i
-    : /^(MRMAT_|XDG_|TAP|_TAPJS|npm_|NODE_OPTIONS$|NODE_V8_COVERAGE$)/i
+  const dropped = /^(MRMAT_|XDG_|TAP|_TAPJS|npm_|NODE_OPTIONS$|NODE_V8_COVERAGE$)/i
   const inherited = Object.entries(process.env).filter(([name]) => !dropped.test(name))
-  return { ...Object.fromEntries(inherited), ...extra }
+  const coverageDirectory = coverage ? process.env.NODE_V8_COVERAGE ?? '' : ''
+  return { ...Object.fromEntries(inherited), NODE_V8_COVERAGE: coverageDirectory, ...extra }
 }
 
 /** A program as a real child process, its output collected; killed at the end of the test if still running. */
