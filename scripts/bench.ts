@@ -268,12 +268,20 @@ interface Row {
   /** CPU microseconds a request, of the server and of the baseline. */
   cpuUs: number
   baselineCpuUs: number
+  /** The CPU the server and the baseline used while measured, in cores (1: one core busy all the time). */
+  busy: number
+  baselineBusy: number
   errors: number
   non2xx: number
 }
 
 const rows: Row[] = []
 let baselinePid = 0
+/**
+ * The bare baseline is meant to keep its core busy: if it used less, something else (the load generator, a neighbour
+ * on the machine) decided its req/s, and a ratio to it does not measure the server. Marked in the output.
+ */
+const SATURATED = 0.85
 
 /** A B A B: the baseline and the scenario in turns, the same connections and duration, so that drift cancels. */
 async function compare(config: string, server: Server, baselineUrl: string, scenario: Scenario, c: Context,
@@ -285,15 +293,21 @@ async function compare(config: string, server: Server, baselineUrl: string, scen
   let baseCpu = 0
   let baseTotal = 0
   let cpu = 0
+  let baseWall = 0
+  let wall = 0
   let sum: Measured = { rps: 0, total: 0, p50: 0, p99: 0, errors: 0, non2xx: 0 }
   for (let round = 0; round < rounds; round++) {
     const baseStart = cpuSeconds([baselinePid])
+    let began = performance.now()
     const b = await measure(baselineUrl)
+    baseWall += (performance.now() - began) / 1000
     baseCpu += cpuSeconds([baselinePid]) - baseStart
     base += b.rps
     baseTotal += b.total
     const start = cpuSeconds(server.pids())
+    began = performance.now()
     const m = await measure(url, options)
+    wall += (performance.now() - began) / 1000
     cpu += cpuSeconds(server.pids()) - start
     sum = { rps: sum.rps + m.rps, total: sum.total + m.total, p50: Math.max(sum.p50, m.p50),
       p99: Math.max(sum.p99, m.p99), errors: sum.errors + m.errors, non2xx: sum.non2xx + m.non2xx }
@@ -303,14 +317,20 @@ async function compare(config: string, server: Server, baselineUrl: string, scen
   const sameCore = limit === undefined ? undefined : await limit(baseline)
   const row: Row = { config, scenario: scenario.name, rps, p50: sum.p50, p99: sum.p99, baseline,
     ratio: rps / (sameCore ?? baseline), rssMb: rssMb(server.pids()), cpuUs: (cpu / sum.total) * 1e6,
-    baselineCpuUs: (baseCpu / baseTotal) * 1e6, errors: sum.errors, non2xx: sum.non2xx }
+    baselineCpuUs: (baseCpu / baseTotal) * 1e6, busy: cpu / wall, baselineBusy: baseCpu / baseWall,
+    errors: sum.errors, non2xx: sum.non2xx }
   if (sameCore !== undefined) row.limit = sameCore
   const target = TARGETS[scenario.name]?.[config]
   if (target !== undefined) row.target = target
   rows.push(row)
   out(`  ${config} · ${scenario.name}: ${Math.round(rps)} req/s, ratio ${row.ratio.toFixed(2)}, `
-    + `CPU ${row.cpuUs.toFixed(0)} µs a request (baseline ${row.baselineCpuUs.toFixed(0)})`
+    + `CPU ${row.cpuUs.toFixed(0)} µs a request (baseline ${row.baselineCpuUs.toFixed(0)}), `
+    + `cores busy ${row.busy.toFixed(2)} (baseline ${row.baselineBusy.toFixed(2)})`
     + (target === undefined ? '' : ` (target ${target.toFixed(2)})`))
+  if (row.baselineBusy < SATURATED) {
+    out(`    the baseline kept its core only ${(100 * row.baselineBusy).toFixed(0)} % busy: the load generator or the `
+      + 'machine held it back, and this ratio says more about them than about the server')
+  }
 }
 
 /**
@@ -420,11 +440,12 @@ async function startups(): Promise<number[]> {
 
 function table(): string {
   const header = ['configuration', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'baseline', 'limit', 'ratio', 'target',
-    'CPU µs/req', 'RSS MB', 'err/non-2xx']
+    'CPU µs/req', 'busy', 'RSS MB', 'err/non-2xx']
   const lines = rows.map((r) => [r.config, r.scenario, String(Math.round(r.rps)), String(r.p50), String(r.p99),
     String(Math.round(r.baseline)), r.limit === undefined ? '' : String(Math.round(r.limit)), r.ratio.toFixed(2),
     r.target === undefined ? '' : `${r.target.toFixed(2)}${r.ratio < r.target ? ' MISSED' : ' ok'}`,
-    `${r.cpuUs.toFixed(0)} (${r.baselineCpuUs.toFixed(0)})`, r.rssMb.toFixed(0),
+    `${r.cpuUs.toFixed(0)} (${r.baselineCpuUs.toFixed(0)})`,
+    `${r.busy.toFixed(2)} (${r.baselineBusy.toFixed(2)})${r.baselineBusy < SATURATED ? ' !' : ''}`, r.rssMb.toFixed(0),
     `${String(r.errors)}/${String(r.non2xx)}`])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')
@@ -486,6 +507,8 @@ try {
     + 'Fastify route in the same rounds; limit: on PostgreSQL and MySQL, 1/(1/baseline + 1/driver alone) in req/s; '
     + 'ratio: req/s over the limit or baseline; target: the least ratio asked for (ok or MISSED; empty: none); '
     + 'CPU µs/req: CPU time a request in microseconds, the server\'s (the baseline\'s); '
+    + `busy: the CPU they used while measured, in cores (! when the baseline's was under ${String(SATURATED)}: `
+    + 'something else held it back, and the ratio is not the server\'s); '
     + 'RSS MB: resident memory of the server after the scenario (all processes of a cluster); '
     + 'err/non-2xx: requests that failed, and answers other than 2xx')
   out(table())
