@@ -36,15 +36,21 @@ export function closeOnlyIdleConnections(server: Server): { settle: (within: num
     connections.set(socket, { since: Date.now(), active: 0, answered: 0, readAtRest: 0 })
     socket.once('close', () => connections.delete(socket))
   })
+  // One listener function for every response, not a closure and a once() wrapper a request: this is on every
+  // request's path. A response closes once, and is dropped with its listener.
+  function answered(this: ServerResponse): void {
+    const socket = this.req.socket
+    const connection = connections.get(socket)
+    if (connection === undefined) return
+    connection.active--
+    connection.answered++
+    connection.readAtRest = socket.bytesRead
+  }
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const connection = connections.get(request.socket)
     if (connection === undefined) return
     connection.active++
-    response.once('close', () => {
-      connection.active--
-      connection.answered++
-      connection.readAtRest = request.socket.bytesRead
-    })
+    response.on('close', answered)
   })
   const sweep = (): void => {
     const now = Date.now()
