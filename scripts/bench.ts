@@ -525,7 +525,8 @@ try {
     return off === undefined || on === undefined ? [] : [{ scenario, drop: off.ratio - on.ratio }]
   })
   for (const { scenario, drop } of metricsDrop) {
-    out(`metrics on, ${scenario}: the ratio drops by ${drop.toFixed(2)} from the default`
+    out(`metrics on, ${scenario}: the ratio ${drop < 0 ? 'rises' : 'drops'} by ${Math.abs(drop).toFixed(2)} `
+      + 'from the default'
       + (scenario === 'greeting v1' ? ` (target at most ${METRICS_DROP_TARGET.toFixed(2)})` : ''))
   }
   const metricsMissed = metricsDrop.some((d) => d.scenario === 'greeting v1' && d.drop > METRICS_DROP_TARGET)
