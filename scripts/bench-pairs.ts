@@ -19,6 +19,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
+import { cpuSeconds, startNodeFlags } from './bench/server-process.js'
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -48,17 +49,9 @@ const seconds = Number(values.seconds)
 const connections = Number(values.connections)
 const root = new URL('..', import.meta.url).pathname
 // The node options the package's start script gives, as `npm run bench` uses.
-const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } })
-  .scripts.start.split(' ')
-const NODE_FLAGS = start.slice(1, -1)
+const NODE_FLAGS = startNodeFlags(root)
 const PIN = process.platform === 'linux' && cpus().length >= 2
 if (PIN) execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
-
-/** CPU seconds (user and system) the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** One fresh server of a build: warmed for a second, then measured; CPU microseconds a request, and req/s. */
 async function run(main: string, flags: string[]): Promise<{ cpuUs: number, rps: number }> {
@@ -81,9 +74,9 @@ async function run(main: string, flags: string[]): Promise<{ cpuUs: number, rps:
       await sleep(10)
     }
     await autocannon({ url: `${url}${values.path}`, connections, duration: 1 })
-    const before = cpuSeconds(child.pid ?? 0)
+    const before = cpuSeconds([child.pid ?? 0])
     const result = await autocannon({ url: `${url}${values.path}`, connections, duration: seconds })
-    const cpu = cpuSeconds(child.pid ?? 0) - before
+    const cpu = cpuSeconds([child.pid ?? 0]) - before
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${main}: ${String(result.non2xx)} non-2xx answers`)
     return { cpuUs: (cpu / result.requests.total) * 1e6, rps: result.requests.average }
   } finally {

@@ -23,6 +23,8 @@ import autocannon from 'autocannon'
 import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { startTestProvider, type TestProvider } from '../test/fixtures/oidc-provider.js'
+// With the load generator on the same cores, CPU time a request is steadier than requests a second.
+import { cpuSeconds, startNodeFlags } from './bench/server-process.js'
 
 const args = process.argv.slice(2)
 const short = args.includes('--short')
@@ -62,12 +64,7 @@ const root = new URL('..', import.meta.url).pathname
 // of `npm start` (package.json's start script: V8's young generation and the old one's growth bounded), and glibc's
 // malloc arenas as its environment sets them (see the README's Production: Memory).
 const CLI = join(root, 'dist/cli/main.js')
-const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } })
-  .scripts.start.split(' ')
-if (start[0] !== 'node' || start.at(-1) !== 'dist/cli/main.js') {
-  throw new Error(`package.json's start script is not "node [options] dist/cli/main.js": ${start.join(' ')}`)
-}
-const NODE_FLAGS = start.slice(1, -1)
+const NODE_FLAGS = startNodeFlags(root)
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
 // The exec form is a JSON array: node, its options, the bin.
 const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
@@ -172,19 +169,6 @@ async function startCli(name: string, flags: string[], pinned = true): Promise<S
     return [pid, ...children]
   }
   return { url, pids, startup, stop }
-}
-
-/** CPU seconds (user and system) the processes have used so far; with the load generator on the same cores, CPU
- * time a request is steadier than requests a second. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-      ticks += Number(fields[11]) + Number(fields[12])
-    } catch { /* gone */ }
-  }
-  return ticks / 100
 }
 
 function rssMb(pids: number[]): number {
