@@ -18,6 +18,7 @@
 import { readdirSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { build, transform } from 'esbuild'
+import { precompiledTable } from './precompile-schemas.mjs'
 
 const root = new URL('..', import.meta.url).pathname
 const outdir = `${root}dist/cli`
@@ -87,6 +88,26 @@ const lazyServers = rewrite('lazy-servers', /[\\/]fastify[\\/]lib[\\/]server\.js
   (source) => source.replace(EAGER_SERVERS, ['https', 'http2'].map((name) => `const ${name} = new Proxy({}, `
     + `{ get: (_, key) => require('node:${name}')[key] })\n`).join('')))
 
+/**
+ * The validators and serializers the server compiles at start, compiled now (scripts/precompile-schemas.mjs) and put
+ * in the table of src/lib/precompiled-schemas.ts, which is empty outside this bundle.
+ */
+const EMPTY_TABLE = 'export const precompiled: { table?: PrecompiledTable } = {}'
+const { source: table } = await precompiledTable()
+const precompiledSchemas = {
+  name: 'precompiled-schemas',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]src[\\/]lib[\\/]precompiled-schemas\.ts$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8')
+      if (!source.includes(EMPTY_TABLE)) {
+        throw new Error(`precompiled-schemas: ${args.path} no longer holds ${EMPTY_TABLE}`)
+      }
+      const contents = source.replace(EMPTY_TABLE, `${EMPTY_TABLE.slice(0, -2)}{ table: ${table} }`)
+      return { loader: 'ts', contents }
+    })
+  },
+}
+
 rmSync(outdir, { recursive: true, force: true })
 await build({
   absWorkingDir: root,
@@ -102,7 +123,7 @@ await build({
   tsconfig: 'tsconfig.build.json',
   external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'pino-pretty',
     '@opentelemetry/*', '@fastify/otel', 'oidc-provider'],
-  plugins: [lazyYaml, yargsInPlace, lazySegmenter, lazyServers],
+  plugins: [lazyYaml, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas],
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },

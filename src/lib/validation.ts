@@ -1,5 +1,6 @@
 import AjvCompiler, { type Options, type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
+import { precompiled, recorder, restore, schemaContext } from './precompiled-schemas.js'
 
 const buildCompiler = AjvCompiler()
 
@@ -90,23 +91,46 @@ function firstThenAll(first: Validator, makeAll: () => Validator): Validator {
  */
 export const buildValidator: ValidatorFactory = (externalSchemas, options) => {
   const given = (options?.customOptions ?? {}) as Options
-  const compiler = (custom: Options) => buildCompiler(externalSchemas, {
-    ...options,
-    mode: undefined,
-    // validateSchema: false, because checking each route's schema against the JSON Schema meta-schema first has
-    // every ajv compile that meta-schema, the largest of them all: a fifth of the server's start (profiled). The
-    // schemas are TypeBox's, typed at compile time, and ajv's strict mode still refuses an unknown keyword.
-    customOptions: { ...given, removeAdditional: false, validateSchema: false, ...custom },
-  })
+  const record = recorder.record
+  // What the bundle's table was compiled for must be what this start compiles; otherwise every schema is compiled.
+  const context = precompiled.table === undefined && record === undefined ? undefined
+    : schemaContext(externalSchemas, options)
+  /** An ajv's compile with these options, the ajv made on first use: with every schema in the table, none at start. */
+  const compiler = (custom: Options) => {
+    let compile: ReturnType<typeof buildCompiler> | undefined
+    return () => compile ??= buildCompiler(externalSchemas, {
+      ...options,
+      mode: undefined,
+      // validateSchema: false, because checking each route's schema against the JSON Schema meta-schema first has
+      // every ajv compile that meta-schema, the largest of them all: a fifth of the server's start (profiled). The
+      // schemas are TypeBox's, typed at compile time, and ajv's strict mode still refuses an unknown keyword.
+      customOptions: { ...given, removeAdditional: false, validateSchema: false, ...custom,
+        // Standalone code is written from the source ajv keeps with this.
+        ...record === undefined ? {} : { code: { source: true } } },
+    })
+  }
   const textParts = compiler({ allErrors: true })
   const bodyFirst = compiler({ allErrors: false, coerceTypes: false })
   const bodyAll = compiler({ allErrors: true, coerceTypes: false })
+  type Route = Parameters<ReturnType<typeof textParts>>[0]
   // Fastify calls whatever function it is given; the factory's type wants ajv's own.
-  type Compiled = ReturnType<typeof textParts>
+  type Compiled = ReturnType<ReturnType<typeof textParts>>
+  /** The table's function for the schema, or one compiled now (and, while the build records, what made it). */
+  const first = (part: 'body' | 'text', route: Route): Validator => {
+    const key = context === undefined ? '' : `${part}\n${JSON.stringify(route.schema)}`
+    const restored = context === undefined ? undefined : restore(context, key) as Validator | undefined
+    if (restored !== undefined) return restored
+    const compile = (part === 'body' ? bodyFirst : textParts)()
+    const validate = compile(route) as Validator
+    if (record !== undefined && context !== undefined) {
+      record({ kind: 'validator', context, key }, { validate, compile })
+    }
+    return validate
+  }
   return (route) => {
     if (route.httpPart === 'body') {
-      return firstThenAll(bodyFirst(route) as Validator, () => bodyAll(route) as Validator) as unknown as Compiled
+      return firstThenAll(first('body', route), () => bodyAll()(route) as Validator) as unknown as Compiled
     }
-    return decimalIntegers(textParts(route) as Validator, integerProperties(route.schema)) as unknown as Compiled
+    return decimalIntegers(first('text', route), integerProperties(route.schema)) as unknown as Compiled
   }
 }
