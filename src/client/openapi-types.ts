@@ -772,7 +772,10 @@ export interface operations {
                                 name: string;
                             };
                         }[];
-                        /** @description The URL of the next page (also in the Link header), or null on the last page */
+                        /**
+                         * Format: uri
+                         * @description The URL of the next page (also in the Link header), or null on the last page
+                         */
                         next: string | null;
                     };
                 };

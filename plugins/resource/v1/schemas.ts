@@ -60,7 +60,12 @@ export type Resource = Static<typeof ResourceSchema>
 export const ResourceListSchema = Type.Object(
   {
     resources: Type.Array(ResourceSchema),
-    next: Type.Union([Type.String({ format: 'uri' }), Type.Null()], {
+    // A type array rather than a union (anyOf) of a string and null: fast-json-stringify serializes it by the value's
+    // type, where an anyOf has it run an ajv validation of `next` on every page (and make an ajv at start): 1.1 µs of
+    // a 10-item page's 3.5 (measured alone), and about 8 ms of every start (profiled).
+    next: Type.Unsafe<string | null>({
+      type: ['string', 'null'],
+      format: 'uri',
       description: 'The URL of the next page (also in the Link header), or null on the last page',
     }),
   },
