@@ -237,6 +237,19 @@ t.test('the bundled command line loads no OpenTelemetry and no prom-client until
     'no chunk loaded at start bundles prom-client')
 })
 
+t.test('the bundled command line compiles no serializer as it starts: it never loads the compiler', async (t) => {
+  // The openapi command builds the app with every API and makes it ready, as a start does, then exits. The bundle
+  // requires fast-json-stringify's compiler from node_modules on the first compile (scripts/bundle.mjs), and Node logs
+  // each CommonJS module it loads under NODE_DEBUG=module.
+  const { host } = await installed()
+  const result = await run(join(host, 'node_modules', '.bin', NAME), ['openapi'], host, STEP_TIMEOUT_MS,
+    { NODE_DEBUG: 'module' })
+  t.match(result.stdout, /^\{\n {2}"openapi": "3\.1\.0"/, 'the document was written')
+  t.match(result.stderr, /better-sqlite3/, 'the log lists what was loaded from node_modules')
+  t.same(result.stderr.split('\n').filter((line) => /fast-json-stringify/.test(line)), [],
+    'not the compiler: every serializer came compiled with the bundle')
+})
+
 t.test('every chunk of the bundled command lines is ASCII, so V8 holds its source at a byte a character', async (t) => {
   const { installed: where } = await installed()
   const dir = join(where, 'dist', 'cli')

@@ -10,7 +10,12 @@ const buildDefault = SerializerSelector()
  * What fast-json-stringify writes depends on the schema and the shared schemas only, which one compiler has fixed.
  */
 export const buildSerializer: SerializerSelector.SerializerFactory = (externalSchemas, options) => {
-  const compile = buildDefault(externalSchemas, options)
+  // Made on the first compile: the command line's bundle loads the compiler only then (scripts/bundle.mjs).
+  let compiler: ReturnType<typeof buildDefault> | undefined
+  const compile: ReturnType<typeof buildDefault> = (route) => {
+    compiler ??= buildDefault(externalSchemas, options)
+    return compiler(route)
+  }
   const record = recorder.record
   // What the bundle's table was compiled for must be what this start compiles; otherwise every schema is compiled.
   const context = precompiled.table === undefined && record === undefined ? undefined
