@@ -4,7 +4,7 @@ import Sqlite from 'better-sqlite3'
 import t from 'tap'
 import { parseCommandLine } from '#src/cli/command-line.js'
 import { DEV_VERSION } from '#src/lib/package-info.js'
-import { CLI_NAME, USAGE_HINT, runCli, startCli, stderrLines } from './helpers/cli.js'
+import { CLI_NAME, USAGE_HINT, cliProcess, runCli, startCli, stderrLines } from './helpers/cli.js'
 import { send } from './helpers/http.js'
 import { ROOT } from './helpers/build.js'
 import { Child, logLines, occupiedPort } from './helpers/process.js'
@@ -185,6 +185,16 @@ t.test('openapi prints the whole OpenAPI document and exits 0 without touching t
     { get: { security: read }, put: { security: write }, delete: { security: write } },
     'GET, PUT and DELETE /api/resource/v1/{id}')
   t.notOk(existsSync(join(cwd, 'var')), 'creates no var/instance folder')
+})
+
+t.test('a reader that stops early (| head) ends the output quietly: exit 0, nothing on stderr', async (t) => {
+  for (const args of [['openapi'], ['--help']]) {
+    const cli = await cliProcess(t, args, { cwd: t.testdir() })
+    // As head does once it has its lines: the read end of the pipe closes before the command has written.
+    cli.process.stdout?.destroy()
+    const { code, stderr } = await cli.waitForExit()
+    t.same([code, stderr], [0, ''], `${args.join(' ')}: exit 0, no stack trace`)
+  }
 })
 
 t.test('a port already in use is one line on stderr and exit code 1', async (t) => {

@@ -78,10 +78,26 @@ async function printOpenApi(): Promise<void> {
   await app.close()
 }
 
+/**
+ * A reader that stops early (`openapi | head`) closes the pipe, and the next write fails with EPIPE: what is left to
+ * print is dropped, as other tools drop it, instead of the process dying of an unhandled 'error' with a stack trace.
+ */
+function dropOutputOnClosedPipe(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') return
+    process.stderr.write(`${NAME}: cannot write the output: ${error.message}\n`)
+    process.exitCode = EXIT_RUNTIME
+  })
+}
+
 /** Runs the CLI; errors are one line on stderr and an exit code, never a stack trace. */
 export async function main(args: string[]): Promise<void> {
   try {
     const invocation = await parseCommandLine(args)
+    // The commands that print and exit; the server's stdout is its log.
+    if ('output' in invocation || invocation.command === 'openapi' || invocation.command === 'token') {
+      dropOutputOnClosedPipe()
+    }
     if ('output' in invocation) {
       if (invocation.output !== '') process.stdout.write(`${invocation.output}\n`)
       return
