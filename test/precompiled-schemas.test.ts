@@ -102,7 +102,8 @@ t.test('with the table, every API answers as it does compiled: valid and invalid
     ['POST', '/api/resource/v1/', { name: 'one' }], ['POST', '/api/resource/v1/', { name: 1, extra: true }],
     ['POST', '/api/resource/v1/', { name: '' }], ['POST', '/api/resource/v1/', []],
     ['GET', '/api/resource/v1/1'], ['GET', '/api/resource/v1/0x1'], ['GET', '/api/resource/v1/99'],
-    ['GET', '/api/resource/v1/?limit=10'], ['GET', '/api/resource/v1/?limit=1e3'], ['GET', '/api/resource/v1/?limit=0'],
+    ['GET', '/api/resource/v1/'], ['GET', '/api/resource/v1/?limit=10'], ['GET', '/api/resource/v1/?limit=1e3'],
+    ['GET', '/api/resource/v1/?limit=0'],
     ['PUT', '/api/resource/v1/1', { name: 'two' }], ['PUT', '/api/resource/v1/1', { name: 'x'.repeat(256) }],
     ['DELETE', '/api/resource/v1/1'], ['DELETE', '/api/resource/v1/1'],
   ]
