@@ -27,12 +27,26 @@ export const precompiled: { table?: PrecompiledTable } = {}
  */
 export const recorder: { record?: (compile: SchemaCompile, made: unknown) => void } = {}
 
-/** The compiler's context as a table's key: its shared schemas and options, as JSON. */
-export function schemaContext(externalSchemas: unknown, options: unknown): string {
+/**
+ * The compiler's context as a table's key (its shared schemas and options, as JSON), or undefined when there is no
+ * table to read and no build recording: then every schema is simply compiled.
+ */
+export function schemaContext(externalSchemas: unknown, options: unknown): string | undefined {
+  if (precompiled.table === undefined && recorder.record === undefined) return undefined
   return JSON.stringify([externalSchemas, options])
 }
 
-/** The function the table holds for a schema, made now, or undefined. */
-export function restore(context: string, key: string): unknown {
-  return precompiled.table?.get(context)?.get(key)?.()
+/**
+ * The table's function for a schema, or the one `compile` makes now; while the build records, a compile is recorded
+ * with what `made` says it was made from. `key` is called only where a table or a recording needs it.
+ */
+export function restoreOrCompile<T>(kind: SchemaCompile['kind'], context: string | undefined, key: () => string,
+  compile: () => T, made: (compiled: T) => unknown): T {
+  if (context === undefined) return compile()
+  const found = key()
+  const restored = precompiled.table?.get(context)?.get(found)?.() as T | undefined
+  if (restored !== undefined) return restored
+  const compiled = compile()
+  recorder.record?.({ kind, context, key: found }, made(compiled))
+  return compiled
 }

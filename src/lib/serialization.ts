@@ -1,5 +1,5 @@
 import SerializerSelector from '@fastify/fast-json-stringify-compiler'
-import { precompiled, recorder, restore, schemaContext } from './precompiled-schemas.js'
+import { restoreOrCompile, schemaContext } from './precompiled-schemas.js'
 
 const buildDefault = SerializerSelector()
 
@@ -16,26 +16,17 @@ export const buildSerializer: SerializerSelector.SerializerFactory = (externalSc
     compiler ??= buildDefault(externalSchemas, options)
     return compiler(route)
   }
-  const record = recorder.record
   // What the bundle's table was compiled for must be what this start compiles; otherwise every schema is compiled.
-  const context = precompiled.table === undefined && record === undefined ? undefined
-    : schemaContext(externalSchemas, options)
+  const context = schemaContext(externalSchemas, options)
   const compiled = new WeakMap<object, SerializerSelector.Serializer>()
   return (route) => {
     const { schema } = route
     if (typeof schema !== 'object' || schema === null) return compile(route)
     let serializer = compiled.get(schema)
     if (serializer === undefined) {
-      const key = context === undefined ? '' : JSON.stringify(schema)
-      serializer = context === undefined ? undefined
-        : restore(context, key) as SerializerSelector.Serializer | undefined
-      if (serializer === undefined) {
-        serializer = compile(route)
-        // The build writes the standalone code from what the compiler was given.
-        if (record !== undefined && context !== undefined) {
-          record({ kind: 'serializer', context, key }, { externalSchemas, options, route })
-        }
-      }
+      // The build writes the standalone code from what the compiler was given.
+      serializer = restoreOrCompile('serializer', context, () => JSON.stringify(schema), () => compile(route),
+        () => ({ externalSchemas, options, route }))
       compiled.set(schema, serializer)
     }
     return serializer

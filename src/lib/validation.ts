@@ -1,6 +1,6 @@
 import AjvCompiler, { type Options, type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
-import { precompiled, recorder, restore, schemaContext } from './precompiled-schemas.js'
+import { recorder, restoreOrCompile, schemaContext } from './precompiled-schemas.js'
 
 const buildCompiler = AjvCompiler()
 
@@ -91,10 +91,8 @@ function firstThenAll(first: Validator, makeAll: () => Validator): Validator {
  */
 export const buildValidator: ValidatorFactory = (externalSchemas, options) => {
   const given = (options?.customOptions ?? {}) as Options
-  const record = recorder.record
   // What the bundle's table was compiled for must be what this start compiles; otherwise every schema is compiled.
-  const context = precompiled.table === undefined && record === undefined ? undefined
-    : schemaContext(externalSchemas, options)
+  const context = schemaContext(externalSchemas, options)
   /** An ajv's compile with these options, the ajv made on first use: with every schema in the table, none at start. */
   const compiler = (custom: Options) => {
     let compile: ReturnType<typeof buildCompiler> | undefined
@@ -106,7 +104,7 @@ export const buildValidator: ValidatorFactory = (externalSchemas, options) => {
       // schemas are TypeBox's, typed at compile time, and ajv's strict mode still refuses an unknown keyword.
       customOptions: { ...given, removeAdditional: false, validateSchema: false, ...custom,
         // Standalone code is written from the source ajv keeps with this.
-        ...record === undefined ? {} : { code: { source: true } } },
+        ...recorder.record === undefined ? {} : { code: { source: true } } },
     })
   }
   const textParts = compiler({ allErrors: true })
@@ -117,15 +115,9 @@ export const buildValidator: ValidatorFactory = (externalSchemas, options) => {
   type Compiled = ReturnType<ReturnType<typeof textParts>>
   /** The table's function for the schema, or one compiled now (and, while the build records, what made it). */
   const first = (part: 'body' | 'text', route: Route): Validator => {
-    const key = context === undefined ? '' : `${part}\n${JSON.stringify(route.schema)}`
-    const restored = context === undefined ? undefined : restore(context, key) as Validator | undefined
-    if (restored !== undefined) return restored
-    const compile = (part === 'body' ? bodyFirst : textParts)()
-    const validate = compile(route) as Validator
-    if (record !== undefined && context !== undefined) {
-      record({ kind: 'validator', context, key }, { validate, compile })
-    }
-    return validate
+    const ajv = part === 'body' ? bodyFirst : textParts
+    return restoreOrCompile('validator', context, () => `${part}\n${JSON.stringify(route.schema)}`,
+      () => ajv()(route) as Validator, (validate) => ({ validate, compile: ajv() }))
   }
   return (route) => {
     if (route.httpPart === 'body') {
