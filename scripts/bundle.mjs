@@ -24,22 +24,29 @@ const root = new URL('..', import.meta.url).pathname
 const outdir = `${root}dist/cli`
 
 /**
+ * A plugin that bundles, in place of the package `name`, a module of a few lines (`contents`, CommonJS) whose require()
+ * of `name` loads the real one from node_modules when it is first called.
+ */
+function requiredOnFirstUse(name, contents) {
+  const namespace = `first-use:${name}`
+  return {
+    name: namespace,
+    setup(esbuild) {
+      const filter = new RegExp(`^${name.replace(/[/.]/g, '\\$&')}$`)
+      esbuild.onResolve({ filter }, (args) => (args.namespace === namespace
+        ? { path: name, external: true }
+        : { path: name, namespace }))
+      esbuild.onLoad({ filter: /.*/, namespace }, () => ({ loader: 'js', contents }))
+    },
+  }
+}
+
+/**
  * `yaml`, as a bundled package imports it, is a module of a few lines (no file of its own: the image and the package
  * test copy only the build scripts) that requires the real one from node_modules on its first call.
  */
-const lazyYaml = {
-  name: 'lazy-yaml',
-  setup(esbuild) {
-    esbuild.onResolve({ filter: /^yaml$/ }, (args) => (args.namespace === 'lazy-yaml'
-      ? { path: 'yaml', external: true }
-      : { path: 'yaml', namespace: 'lazy-yaml' }))
-    esbuild.onLoad({ filter: /.*/, namespace: 'lazy-yaml' }, () => ({
-      loader: 'js',
-      contents: "exports.stringify = (...args) => require('yaml').stringify(...args)\n"
-        + "exports.parse = (...args) => require('yaml').parse(...args)\n",
-    }))
-  },
-}
+const lazyYaml = requiredOnFirstUse('yaml', "exports.stringify = (...args) => require('yaml').stringify(...args)\n"
+  + "exports.parse = (...args) => require('yaml').parse(...args)\n")
 
 /**
  * `@fastify/fast-json-stringify-compiler`, as the server imports it, is a module of a few lines that requires the real
@@ -47,19 +54,8 @@ const lazyYaml = {
  * (precompiledSchemas below): loaded as the server loads, the compiler and fast-json-stringify with ajv under it were
  * 10 ms of every start (profiled) for nothing.
  */
-const lazySerializerCompiler = {
-  name: 'lazy-serializer-compiler',
-  setup(esbuild) {
-    const name = '@fastify/fast-json-stringify-compiler'
-    esbuild.onResolve({ filter: /^@fastify\/fast-json-stringify-compiler$/ }, (args) => (
-      args.namespace === 'lazy-serializer-compiler' ? { path: name, external: true }
-        : { path: name, namespace: 'lazy-serializer-compiler' }))
-    esbuild.onLoad({ filter: /.*/, namespace: 'lazy-serializer-compiler' }, () => ({
-      loader: 'js',
-      contents: `let real\nmodule.exports = () => (...args) => (real ??= require('${name}')())(...args)\n`,
-    }))
-  },
-}
+const lazySerializerCompiler = requiredOnFirstUse('@fastify/fast-json-stringify-compiler', 'let real\n'
+  + "module.exports = () => (...args) => (real ??= require('@fastify/fast-json-stringify-compiler')())(...args)\n")
 
 /**
  * A plugin that rewrites a package's file as it is bundled. The build fails when `expected` is no longer in the file:
