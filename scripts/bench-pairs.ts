@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { cpuSeconds, startNodeFlags } from './bench/server-process.js'
+import { cpuSeconds, startNodeFlags, stopChild } from './bench/server-process.js'
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -80,9 +80,7 @@ async function run(main: string, flags: string[]): Promise<{ cpuUs: number, rps:
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${main}: ${String(result.non2xx)} non-2xx answers`)
     return { cpuUs: (cpu / result.requests.total) * 1e6, rps: result.requests.average }
   } finally {
-    const exited = new Promise((done) => child.once('exit', done))
-    child.kill('SIGTERM')
-    await exited
+    await stopChild(child)
     rmSync(instance, { recursive: true, force: true })
   }
 }

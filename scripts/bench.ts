@@ -24,7 +24,7 @@ import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { startTestProvider, type TestProvider } from '../test/fixtures/oidc-provider.js'
 // With the load generator on the same cores, CPU time a request is steadier than requests a second.
-import { cpuSeconds, startNodeFlags } from './bench/server-process.js'
+import { cpuSeconds, startNodeFlags, stopChild } from './bench/server-process.js'
 
 const args = process.argv.slice(2)
 const short = args.includes('--short')
@@ -132,6 +132,12 @@ interface Server {
   stop: () => Promise<void>
 }
 
+/** The bare baseline (scripts/bench/baseline.mjs), on the server's core; it prints its URL once listening. */
+function spawnBaseline(): ChildProcess {
+  return spawn(...onServerCore(process.execPath, [join(root, 'scripts/bench/baseline.mjs')]),
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+}
+
 /** The built CLI as a user starts it, its log written to a file as a container's log driver would take it. */
 async function startCli(name: string, flags: string[], pinned = true): Promise<Server> {
   const port = await freePort()
@@ -151,12 +157,7 @@ async function startCli(name: string, flags: string[], pinned = true): Promise<S
     await sleep(5)
   }
   const startup = performance.now() - started
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    await exited
-  }
+  const stop = (): Promise<void> => stopChild(child)
   teardowns.push(stop)
   const pids = (): number[] => {
     const pid = child.pid ?? 0
@@ -418,16 +419,13 @@ async function driverLoop(url: string, kind: 'get' | 'create', resourceId: numbe
  */
 async function baselineStartup(): Promise<number> {
   const started = performance.now()
-  const child = spawn(...onServerCore(process.execPath, [join(root, 'scripts/bench/baseline.mjs')]),
-    { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawnBaseline()
   try {
     const url = await firstLine(child)
     while ((await fetch(url).catch(() => undefined))?.status !== 200) await sleep(5)
     return performance.now() - started
   } finally {
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    await exited
+    await stopChild(child)
   }
 }
 
@@ -465,8 +463,7 @@ try {
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
   const provider = await startTestProvider({ teardown: (fn) => teardowns.push(fn) }, { accessTokenTTL: 3600 })
   if (PIN) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CORE, String(process.pid)], { stdio: 'ignore' })
-  const baselineProcess = spawn(...onServerCore(process.execPath, [join(root, 'scripts/bench/baseline.mjs')]),
-    { stdio: ['ignore', 'pipe', 'inherit'] })
+  const baselineProcess = spawnBaseline()
   teardowns.push(() => baselineProcess.kill('SIGTERM'))
   const baselineUrl = await firstLine(baselineProcess)
   baselinePid = baselineProcess.pid ?? 0

@@ -1,5 +1,6 @@
 // What both benchmarks (scripts/bench.ts, scripts/bench-pairs.ts) need of a server process: the node options users
-// start it with, and the CPU time it has used.
+// start it with, the CPU time it has used, and its stop.
+import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -26,4 +27,12 @@ export function cpuSeconds(pids: number[]): number {
     } catch { /* gone */ }
   }
   return ticks / 100
+}
+
+/** SIGTERM, and the exit awaited; nothing if the child has exited already. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
 }
