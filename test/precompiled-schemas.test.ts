@@ -40,15 +40,12 @@ async function cliConfig(t: Test, flags: string[] = []): Promise<BuildOptions> {
 }
 
 /** Builds an app with the table in place (or none), and lists what its start compiled. */
-async function withTable(t: Test, table: PrecompiledTable | undefined,
+async function withTable(table: PrecompiledTable | undefined,
   start: () => Promise<FastifyInstance>): Promise<{ app: FastifyInstance, compiled: SchemaCompile[] }> {
   const compiled: SchemaCompile[] = []
   precompiled.table = table
   recorder.record = (compile) => { compiled.push(compile) }
-  t.teardown(() => {
-    precompiled.table = undefined
-    recorder.record = undefined
-  })
+  // Fastify compiles as the app gets ready, inside start(): both are reset once it has, whatever happened.
   try {
     return { app: await start(), compiled }
   } finally {
@@ -62,11 +59,11 @@ t.test('the table holds a validator or a serializer for every schema a start com
   const table = evaluate(generated.source)
   for (const flags of [[], ['--metrics']]) {
     const config = await cliConfig(t, flags)
-    const { compiled } = await withTable(t, table, () => build(t, config))
+    const { compiled } = await withTable(table, () => build(t, config))
     t.same(compiled, [], `${flags.join(' ') || 'default flags'}: nothing compiled at start`)
   }
   const settings = await cliConfig(t)
-  const none = await withTable(t, undefined, () => build(t, settings))
+  const none = await withTable(undefined, () => build(t, settings))
   t.ok(none.compiled.length >= generated.count - 1, `without the table, the same start compiles them all (${
     String(none.compiled.length)})`)
 })
@@ -80,7 +77,7 @@ t.test('a schema missing from the table is compiled, and only that one', async (
   const without = new Map(table)
   without.set(context, new Map([...codes].filter(([key]) => key !== bodyKey)))
   const settings = await cliConfig(t)
-  const { app, compiled } = await withTable(t, without, () => build(t, settings))
+  const { app, compiled } = await withTable(without, () => build(t, settings))
   // POST and PUT share the body's schema: each route compiles its own validator.
   t.same([...new Set(compiled.map((c) => c.key))], [bodyKey], 'the resource body\'s validator alone')
   t.ok(app.hasRoute({ method: 'POST', url: '/api/resource/v1/' }), 'and the route is served')
@@ -90,9 +87,9 @@ t.test('with the table, every API answers as it does compiled: valid and invalid
   const provider: TestProvider = await startTestProvider(t)
   const auth = await settingsFromSecrets(t, provider)
   const table = evaluate(generated.source)
-  const restored = await withTable(t, table, async () => build(t, { ...await cliConfig(t), auth }))
+  const restored = await withTable(table, async () => build(t, { ...await cliConfig(t), auth }))
   t.same(restored.compiled, [], 'with an identity provider too, nothing compiled at start')
-  const compiledApp = (await withTable(t, undefined, async () => build(t, { ...await cliConfig(t), auth }))).app
+  const compiledApp = (await withTable(undefined, async () => build(t, { ...await cliConfig(t), auth }))).app
   const token = await provider.jwt({ scope: `${READ_SCOPE} ${WRITE_SCOPE}` })
   const requests: [string, string, unknown?][] = [
     ['GET', '/healthz/'], ['GET', '/healthz/liveness'], ['GET', '/healthz/readiness'],
