@@ -15,6 +15,7 @@
 // @fastify/swagger loads it at start to write YAML documents, which the server never asks for. Dynamic imports stay
 // dynamic (splitting): a server without PostgreSQL does not load the PostgreSQL chunk, and one without an identity
 // provider not the auth stack.
+import { execFileSync } from 'node:child_process'
 import { readdirSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { build, transform } from 'esbuild'
@@ -124,14 +125,22 @@ const precompiledSchemas = {
   },
 }
 
-rmSync(outdir, { recursive: true, force: true })
-await build({
+/**
+ * In the server's script, import-external.ts asks the bin for the import() the script cannot make (see code-cache.ts):
+ * the function is the script's wrapper's last parameter.
+ */
+const externalImportsThroughBin = {
+  name: 'external-imports-through-bin',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]src[\\/]lib[\\/]import-external\.ts$/ }, () => ({
+      loader: 'js', contents: 'export const importExternal = (specifier) => mrmatImportExternal(specifier)\n',
+    }))
+  },
+}
+
+const common = {
   absWorkingDir: root,
-  entryPoints: { main: 'src/cli/main.ts', client: 'src/client/cli.ts' },
-  outdir,
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
   // The sources, not dist/src: `#src/*` and `#plugins/*` resolve to TypeScript under this condition, as in tests.
@@ -139,14 +148,46 @@ await build({
   tsconfig: 'tsconfig.build.json',
   external: ['better-sqlite3', 'pg', 'pg-native', 'mysql2', '@fastify/swagger-ui', 'pino-pretty',
     '@opentelemetry/*', '@fastify/otel', 'oidc-provider'],
-  plugins: [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas],
-  // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
-  banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
-    + 'const require = mrmatCreateRequire(import.meta.url);' },
   // Stack traces and coverage point at src/*.ts.
   sourcemap: 'linked',
   legalComments: 'linked',
   logLevel: 'warning',
+}
+
+/** The server's script, as src/cli/code-cache.ts names it. */
+const SCRIPT = 'server.cjs'
+
+rmSync(outdir, { recursive: true, force: true })
+// The server's command line: one script of everything it may load, compiled with V8's code cache by the bin (main.js,
+// src/cli/bundle-main.ts) and read from that cache, made below. The script is the function Node wraps a CommonJS module
+// in, with one parameter more; its "use strict" is the wrapper's, as the sources are ES modules.
+await build({
+  ...common,
+  entryPoints: ['src/cli/command-line.ts'],
+  outfile: `${outdir}/${SCRIPT}`,
+  format: 'cjs',
+  plugins: [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas,
+    externalImportsThroughBin],
+  define: { 'import.meta.url': 'mrmatImportMetaUrl' },
+  banner: { js: '(function (exports, require, module, __filename, __dirname, mrmatImportExternal) {"use strict";'
+    + "const mrmatCreateRequire = require('node:module').createRequire;"
+    + "const mrmatImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  footer: { js: '})' },
+  // Not minified: about 15 ms of a start less (a smaller script to read and hash), but a crash prints the line it
+  // came from, and the whole script would be a few lines of megabytes.
+})
+// The bin, the module that loads the script (its own entry, for the build of the cache below), and the client's
+// command line, as ES modules.
+await build({
+  ...common,
+  entryPoints: { main: 'src/cli/bundle-main.ts', 'code-cache': 'src/cli/code-cache.ts', client: 'src/client/cli.ts' },
+  outdir,
+  splitting: true,
+  format: 'esm',
+  plugins: [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas],
+  // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
+  banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
+    + 'const require = mrmatCreateRequire(import.meta.url);' },
 })
 
 /**
@@ -160,7 +201,7 @@ const NOT_ASCII = /[\u0080-\uffff]/g
 const withoutComments = async (code) => (await transform(code, {
   loader: 'js', format: 'esm', minifyWhitespace: true, legalComments: 'none', logLevel: 'error',
 })).code
-for (const name of readdirSync(outdir).filter((file) => file.endsWith('.js'))) {
+for (const name of readdirSync(outdir).filter((file) => /\.c?js$/.test(file))) {
   const file = `${outdir}/${name}`
   const code = await readFile(file, 'utf8')
   if (code.search(NOT_ASCII) < 0) continue
@@ -169,4 +210,22 @@ for (const name of readdirSync(outdir).filter((file) => file.endsWith('.js'))) {
     throw new Error(`${name} holds characters beyond ASCII outside its comments`)
   }
   await writeFile(file, ascii)
+}
+
+// The script has no import() of its own (see code-cache.ts): one left in it would fail only when it ran.
+if (/\bimport\(/.test(await withoutComments(await readFile(`${outdir}/${SCRIPT}`, 'utf8')))) {
+  throw new Error(`${SCRIPT} holds an import(): import such a package through src/lib/import-external.ts`)
+}
+
+/**
+ * V8's code cache of the script, made by a start of the built server (scripts/code-cache.mjs), for each set of node
+ * options the package is started with: none (the bin, npx), and those of `npm start`, which the image's entry point
+ * repeats (npm run bench checks that). V8 accepts a cache only under the V8 flags it was made with.
+ */
+const start = JSON.parse(await readFile(`${root}package.json`, 'utf8')).scripts.start.split(' ')
+// NODE_OPTIONS would change the options the cache is made for (npm's own, a debugger's): only the flags given count.
+const env = { ...process.env }
+delete env.NODE_OPTIONS
+for (const options of [[], start.slice(1, -1)]) {
+  execFileSync(process.execPath, [...options, `${root}scripts/code-cache.mjs`, outdir], { env, stdio: 'inherit' })
 }

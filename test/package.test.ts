@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
+import { startNodeFlags } from '../scripts/bench/server-process.js'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { startOtlpReceiver } from './fixtures/otlp-receiver.js'
 import { signInDevice } from './helpers/device-sign-in.js'
@@ -76,8 +77,8 @@ async function packAndInstall(): Promise<Installed> {
   mkdirSync(stage)
   const sources = [
     'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
-    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/precompile-schemas.mjs', 'scripts/stamp-version.mjs',
-    'scripts/tap-plugins.mjs',
+    'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/code-cache.mjs', 'scripts/precompile-schemas.mjs',
+    'scripts/stamp-version.mjs', 'scripts/tap-plugins.mjs',
   ]
   mkdirSync(join(stage, 'scripts'))
   for (const entry of sources) {
@@ -210,31 +211,44 @@ t.test('the installed bin (the bundled command line) serves every API with a rea
   t.match(client.stdout, /Commands:/, 'the client bin prints its help')
 })
 
-/** The files an ES module imports statically (not `import()`), transitively, and the packages they name. */
-function staticImports(entry: string): { files: string[], packages: Set<string> } {
-  const files: string[] = []
-  const packages = new Set<string>()
-  const visit = (file: string): void => {
-    if (files.includes(file)) return
-    files.push(file)
-    const code = readFileSync(file, 'utf8')
-    for (const [, specifier = ''] of code.matchAll(/^(?:import|export)\b[^;(]*?["']([^"']+)["'];?$/gm)) {
-      if (specifier.startsWith('.')) visit(join(file, '..', specifier))
-      else packages.add(specifier)
+/**
+ * The functions of the server's script that ran in a process of the installed bin, by name (esbuild names each bundled
+ * CommonJS module's function by its path, `…node_modules/<package>/…`), from V8's coverage of it: each with its calls.
+ */
+async function scriptFunctionCalls(t: Test, args: string[],
+  env: Record<string, string> = {}): Promise<Map<string, number>> {
+  const { host } = await installed()
+  const coverage = mkdtempSync(join(tmpdir(), 'mrmat-coverage-'))
+  t.teardown(() => { rmSync(coverage, { recursive: true, force: true }) })
+  await run(join(host, 'node_modules', '.bin', NAME), args, host, STEP_TIMEOUT_MS,
+    { ...env, NODE_V8_COVERAGE: coverage })
+  const calls = new Map<string, number>()
+  for (const name of readdirSync(coverage)) {
+    const { result } = JSON.parse(readFileSync(join(coverage, name), 'utf8')) as {
+      result: { url: string, functions: { functionName: string, ranges: { count: number }[] }[] }[]
+    }
+    for (const script of result.filter((entry) => entry.url.endsWith('/dist/cli/server.cjs'))) {
+      for (const fn of script.functions) {
+        calls.set(fn.functionName, (calls.get(fn.functionName) ?? 0) + (fn.ranges[0]?.count ?? 0))
+      }
     }
   }
-  visit(entry)
-  return { files, packages }
+  return calls
 }
 
-t.test('the bundled command line loads no OpenTelemetry and no prom-client until asked', async (t) => {
-  const { installed: where } = await installed()
-  const { files, packages } = staticImports(join(where, 'dist', 'cli', 'main.js'))
-  t.ok(files.length > 1, `the entry and its chunks (${String(files.length)})`)
-  t.same([...packages].filter((name) => /opentelemetry|@fastify\/otel|prom-client/.test(name)), [],
-    'no such package is imported before it is needed')
-  t.same(files.filter((file) => readFileSync(file, 'utf8').includes('node_modules/prom-client/')), [],
-    'no chunk loaded at start bundles prom-client')
+t.test('the bundled command line runs no OpenTelemetry and no prom-client until asked', async (t) => {
+  // The openapi command builds the app with every API and makes it ready, as a start does, then exits.
+  const calls = await scriptFunctionCalls(t, ['openapi'])
+  const modules = (pattern: RegExp) => [...calls].filter(([name]) => pattern.test(name))
+  t.ok(modules(/(?:^|\/)node_modules\/fastify\//).some(([, count]) => count > 0), 'the coverage shows the modules that ran')
+  t.ok(modules(/(?:^|\/)node_modules\/prom-client\//).length > 0, 'prom-client is in the script')
+  t.same(modules(/(?:^|\/)node_modules\/prom-client\//).filter(([, count]) => count > 0), [], 'and none of it ran')
+  const { host } = await installed()
+  const result = await run(join(host, 'node_modules', '.bin', NAME), ['openapi'], host, STEP_TIMEOUT_MS,
+    { NODE_DEBUG: 'module' })
+  t.match(result.stderr, /better-sqlite3/, 'the log lists what was loaded from node_modules')
+  t.same(result.stderr.split('\n').filter((line) => /opentelemetry|@fastify\/otel/.test(line)), [],
+    'no OpenTelemetry package was loaded')
 })
 
 t.test('the bundled command line compiles no serializer as it starts: it never loads the compiler', async (t) => {
@@ -253,10 +267,23 @@ t.test('the bundled command line compiles no serializer as it starts: it never l
 t.test('every chunk of the bundled command lines is ASCII, so V8 holds its source at a byte a character', async (t) => {
   const { installed: where } = await installed()
   const dir = join(where, 'dist', 'cli')
-  const chunks = readdirSync(dir).filter((name) => name.endsWith('.js'))
+  const chunks = readdirSync(dir).filter((name) => /\.c?js$/.test(name))
   t.ok(chunks.length > 2, `the command lines' chunks (${String(chunks.length)})`)
   t.same(chunks.filter((name) => /[\u0080-\uffff]/.test(readFileSync(join(dir, name), 'utf8'))), [],
     'no chunk holds a character beyond ASCII')
+})
+
+t.test('the installed bin reads its command line\'s code compiled, from the cache for its node options', async (t) => {
+  // The caches are made by the pack's build, for no options (npx, the bin) and for those of npm start and the image
+  // (src/cli/code-cache.ts); test/code-cache.test.ts shows what happens when none fits.
+  const { host, installed: where } = await installed()
+  const main = join(where, 'dist', 'cli', 'main.js')
+  for (const options of [[], startNodeFlags(ROOT)]) {
+    const result = await run(process.execPath, [...options, main, '--version'], host, STEP_TIMEOUT_MS,
+      { NODE_DEBUG: 'mrmat-code-cache' })
+    t.match(result.stderr, /cache \S+ used/, `node ${options.join(' ')}: the cache is used`)
+    t.equal(result.stdout, `${RELEASE_VERSION}\n`, 'and the command line answers')
+  }
 })
 
 t.test('the installed bin with --metrics and an OTLP exporter: metrics port and spans', async (t) => {

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { codedError, EXIT_RUNTIME } from '../lib/errors.js'
+import { importExternal } from '../lib/import-external.js'
 import { mapAdapter, type Stored } from './oidc-store.js'
 
 /*
@@ -171,7 +172,7 @@ async function loadOidcProvider(): Promise<OidcModule> {
     if (!(typeof args[0] === 'string' && args[0].includes('Unsupported runtime'))) warn(...args)
   }
   try {
-    return await import(OIDC_PROVIDER) as OidcModule
+    return await importExternal<OidcModule>(OIDC_PROVIDER)
   } catch (error) {
     throw new DevIdentityProviderError(
       `the development identity provider needs the package oidc-provider (an optional dependency, left out of the `

@@ -2,6 +2,7 @@ import cluster from 'node:cluster'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { BatchedDestination } from '../lib/log-destination.js'
 import { registerLineWriter } from '../lib/access-log.js'
+import { importExternal } from '../lib/import-external.js'
 import { PACKAGE_NAME } from '../lib/package-info.js'
 import type { ServerConfig } from './config.js'
 
@@ -68,7 +69,7 @@ export async function createLogger(config: ServerConfig): Promise<Logger> {
   const role = config.workers === 1 ? 'server' : cluster.isPrimary ? 'primary' : 'worker'
   const options = { name: PACKAGE_NAME, level: config.logLevel }
   if (config.logFormat === 'json') return jsonLogger(options, new BatchedDestination(1), { role })
-  const { default: pretty } = await import('pino-pretty')
+  const { default: pretty } = await importExternal<{ default: typeof import('pino-pretty') }>('pino-pretty')
   const stream = pretty({
     colorize: process.stdout.isTTY,
     singleLine: true,

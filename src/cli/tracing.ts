@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { importExternal } from '../lib/import-external.js'
 import { PACKAGE_NAME, packageVersion } from '../lib/package-info.js'
 
 export interface TracingSdk {
@@ -15,9 +16,9 @@ export interface TracingSdk {
  */
 export async function startTracing(log: Logger): Promise<TracingSdk> {
   const [{ NodeTracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, resources] = await Promise.all([
-    import('@opentelemetry/sdk-trace-node'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
-    import('@opentelemetry/resources'),
+    importExternal<typeof import('@opentelemetry/sdk-trace-node')>('@opentelemetry/sdk-trace-node'),
+    importExternal<typeof import('@opentelemetry/exporter-trace-otlp-http')>('@opentelemetry/exporter-trace-otlp-http'),
+    importExternal<typeof import('@opentelemetry/resources')>('@opentelemetry/resources'),
   ])
   const resource = resources.defaultResource()
     .merge(resources.resourceFromAttributes({ 'service.name': PACKAGE_NAME, 'service.version': packageVersion }))

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ApiTag } from '../lib/openapi-tags.js'
+import { importExternal } from '../lib/import-external.js'
 import { packageVersion } from '../lib/package-info.js'
 import { HttpProblem } from '../lib/problem.js'
 
@@ -112,7 +113,7 @@ type Headers = Record<string, string | string[] | number | undefined>
 function swaggerUiOnDemand(fastify: FastifyInstance): void {
   let loading: Promise<FastifyInstance> | undefined
   const load = async (): Promise<FastifyInstance> => {
-    const { default: swaggerUi } = await import('@fastify/swagger-ui')
+    const { default: swaggerUi } = await importExternal<typeof import('@fastify/swagger-ui')>('@fastify/swagger-ui')
     const ui = Fastify({ routerOptions: { ignoreTrailingSlash: true } })
     // Swagger UI depends on @fastify/swagger by name, and serves the document through its decorator.
     await ui.register(fp(async (instance) => {

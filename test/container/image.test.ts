@@ -69,6 +69,13 @@ if (image !== undefined) {
     t.same([version.code, version.stdout], [0, `${IMAGE_VERSION}\n`])
   })
 
+  t.test('the entry point runs the command line from the code cache the build made for its node options', async (t) => {
+    // Made by the build stage's node, run by the runtime stage's copy of it (src/cli/code-cache.ts).
+    const version = await run(engine, ['run', '--rm', '-e', 'NODE_DEBUG=mrmat-code-cache', image.image, '--version'])
+    t.equal(version.code, 0)
+    t.match(version.stderr, /cache \S+ used/, 'the cache is used')
+  })
+
   t.test('read-only, as uid 1000: serves, migrates into the volume, drains on SIGTERM, restarts', async (t) => {
     const name = uniqueName('image')
     const volume = uniqueName('data')
