@@ -286,6 +286,14 @@ t.test('the installed bin reads its command line\'s code compiled, from the cach
   }
 })
 
+t.test('the installed bin with --log-format pretty: pino-pretty, imported through the bin', async (t) => {
+  const { host, work } = await installed()
+  const url = await startListening(t, join(host, 'node_modules', '.bin', NAME), [
+    '--host', '127.0.0.1', '--port', '0', '--instance-path', join(work, 'pretty'), '--log-format', 'pretty',
+  ], host, /^\[[\d:.]+\] INFO: Server listening at (http:\/\/\S+)$/m)
+  t.equal((await send(url, '/api/greeting/v1/')).status, 200, 'and serves')
+})
+
 t.test('the installed bin with --metrics and an OTLP exporter: metrics port and spans', async (t) => {
   const { host, work } = await installed()
   const receiver = await startOtlpReceiver(t)
