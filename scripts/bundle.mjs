@@ -12,9 +12,14 @@
 // command: the image leaves it out), and OpenTelemetry (loaded only when an OTLP exporter is configured): its API
 // keeps one global registration that the SDK, @fastify/otel and this code must share, so it is loaded from
 // node_modules as one copy, never bundled beside another. yaml too, and only when first called (lazyYaml below):
-// @fastify/swagger loads it at start to write YAML documents, which the server never asks for. Dynamic imports stay
-// dynamic (splitting): a server without PostgreSQL does not load the PostgreSQL chunk, and one without an identity
-// provider not the auth stack.
+// @fastify/swagger loads it at start to write YAML documents, which the server never asks for.
+//
+// The server's command line is one script (dist/cli/server.cjs) that its bin compiles with V8's code cache, made here
+// by a start of it (src/cli/code-cache.ts, scripts/code-cache.mjs): a start reads the bytecode instead of compiling.
+// What the sources import dynamically runs only when imported (esbuild wraps such a module, and what only it imports,
+// in a function): a server without PostgreSQL runs none of the PostgreSQL code, one without an identity provider none
+// of the auth stack. The client's command line, which has no
+// such cache, stays an ES module split into chunks.
 import { execFileSync } from 'node:child_process'
 import { readdirSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
