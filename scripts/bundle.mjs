@@ -229,8 +229,10 @@ if (/\bimport\(/.test(await withoutComments(await readFile(`${outdir}/${SCRIPT}`
  */
 const start = JSON.parse(await readFile(`${root}package.json`, 'utf8')).scripts.start.split(' ')
 // NODE_OPTIONS would change the options the cache is made for (npm's own, a debugger's): only the flags given count.
-const env = { ...process.env }
-delete env.NODE_OPTIONS
+// The start is the default one: none of the builder's MRMAT_* settings (a database of theirs would be migrated) and
+// no OpenTelemetry exporter.
+const env = Object.fromEntries(Object.entries(process.env)
+  .filter(([name]) => name !== 'NODE_OPTIONS' && !/^(MRMAT_|OTEL_)/.test(name)))
 for (const options of [[], start.slice(1, -1)]) {
   execFileSync(process.execPath, [...options, `${root}scripts/code-cache.mjs`, outdir], { env, stdio: 'inherit' })
 }
