@@ -9,7 +9,7 @@ import { Script } from 'node:vm'
  * The server's command line, as the built package runs it: one script (dist/cli/server.cjs, written by
  * scripts/bundle.mjs) compiled with V8's code cache, the bytecode V8 compiled for it in a start made as the package was
  * built. Node 20 caches no compiled code for ES modules, and compiling the command line's code was the largest part of
- * a start; from the cache it is read instead (start to the first 200: about a fifth less, see the README).
+ * a start; from the cache it is read instead (start to the first 200: 416 ms against 484, see the README).
  *
  * The script evaluates to a function of (exports, require, module, __filename, __dirname, importExternal): how Node
  * wraps a CommonJS module, and the import() the script cannot make itself (src/lib/import-external.ts).
