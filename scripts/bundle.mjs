@@ -18,8 +18,7 @@
 // by a start of it (src/cli/code-cache.ts, scripts/code-cache.mjs): a start reads the bytecode instead of compiling.
 // What the sources import dynamically runs only when imported (esbuild wraps such a module, and what only it imports,
 // in a function): a server without PostgreSQL runs none of the PostgreSQL code, one without an identity provider none
-// of the auth stack. The client's command line, which has no
-// such cache, stays an ES module split into chunks.
+// of the auth stack. The client's command line, which has no such cache, stays an ES module split into chunks.
 import { execFileSync } from 'node:child_process'
 import { readdirSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -143,6 +142,9 @@ const externalImportsThroughBin = {
   },
 }
 
+/** What both builds do to the packages they bundle. */
+const packageRewrites = [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas]
+
 const common = {
   absWorkingDir: root,
   bundle: true,
@@ -171,8 +173,7 @@ await build({
   entryPoints: ['src/cli/command-line.ts'],
   outfile: `${outdir}/${SCRIPT}`,
   format: 'cjs',
-  plugins: [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas,
-    externalImportsThroughBin],
+  plugins: [...packageRewrites, externalImportsThroughBin],
   define: { 'import.meta.url': 'mrmatImportMetaUrl' },
   banner: { js: '(function (exports, require, module, __filename, __dirname, mrmatImportExternal) {"use strict";'
     + "const mrmatCreateRequire = require('node:module').createRequire;"
@@ -189,7 +190,7 @@ await build({
   outdir,
   splitting: true,
   format: 'esm',
-  plugins: [lazyYaml, lazySerializerCompiler, yargsInPlace, lazySegmenter, lazyServers, precompiledSchemas],
+  plugins: packageRewrites,
   // Bundled CommonJS packages call require() for Node's built-ins; an ES module has none of its own.
   banner: { js: "import { createRequire as mrmatCreateRequire } from 'node:module';"
     + 'const require = mrmatCreateRequire(import.meta.url);' },
