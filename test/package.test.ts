@@ -182,14 +182,25 @@ t.test('the installed server migrates its SQLite database at start and answers h
 t.test('the installed bin (the bundled command line) serves every API with a real identity provider', async (t) => {
   // The bundle leaves drivers, Swagger UI's assets and yargs to node_modules and loads the auth stack and the
   // resource repository only when used: this is where a path or an import the bundle got wrong would show.
-  const { host, work } = await installed()
+  const { host, work, installed: where } = await installed()
   const provider = await startTestProvider(t)
-  const url = await startListening(t, join(host, 'node_modules', '.bin', NAME), [
+  // Node logs each CommonJS module it loads from node_modules under NODE_DEBUG=module.
+  const server = new Child(t, join(host, 'node_modules', '.bin', NAME), [
     '--host', '127.0.0.1', '--port', '0', '--instance-path', join(work, 'bundled'),
     '--issuer', provider.issuer, '--audience', provider.audience,
-  ], host, /"msg":"Server listening at (http:\/\/[^"]+)"/)
+  ], { cwd: host, env: { NODE_DEBUG: 'module' }, coverage: false })
+  const [, url = ''] = await server.waitForLine(/"msg":"Server listening at (http:\/\/[^"]+)"/, STEP_TIMEOUT_MS)
   const token = await provider.jwt()
   t.same((await send(url, '/api/greeting/v3/', { token })).status, 200, 'greeting v3 with a token')
+  // get-jwks requires jwk-to-pem as it loads; the bundle requires it on a first call (scripts/bundle.mjs), which the
+  // server, making its PEM keys with Node's createPublicKey, never makes.
+  t.match(server.stderr, /better-sqlite3/, 'the log lists what was loaded from node_modules')
+  t.same(server.stderr.split('\n').filter((line) => /jwk-to-pem|elliptic/.test(line)), [],
+    'the token was verified without jwk-to-pem or elliptic')
+  // esbuild names each bundled CommonJS module's function by its path (relative to where the package was built).
+  const script = readFileSync(join(where, 'dist', 'cli', 'server.cjs'), 'latin1')
+  t.match(script, /node_modules\/get-jwks\/src\/get-jwks\.js"/, 'get-jwks is in the script')
+  t.notMatch(script, /node_modules\/(jwk-to-pem|elliptic)\//, 'jwk-to-pem and elliptic, which only it uses, are not')
   const created = await send<{ id: number }>(url, '/api/resource/v1/', { method: 'POST', token, json: { name: 'one' } })
   t.equal(created.status, 201, 'resource v1 creates')
   const read = await send(url, `/api/resource/v1/${String(created.body?.id)}`, { token })
