@@ -72,6 +72,22 @@ const lazyJwkToPem = requiredOnFirstUse('jwk-to-pem',
   "module.exports = (...args) => require('jwk-to-pem')(...args)\n")
 
 /**
+ * undici, as the identity provider imports it for its Agent (the dispatcher that bounds the provider's fetches): that
+ * class alone, with what it requires, instead of the package's index, which loads every other client and its own
+ * fetch, WebSocket, cache and mocks besides. Only the Agent is imported (the build fails otherwise: esbuild reports an
+ * import it cannot find in this module).
+ */
+const undiciAgentOnly = {
+  name: 'undici-agent-only',
+  setup(esbuild) {
+    esbuild.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'undici-agent-only' }))
+    esbuild.onLoad({ filter: /.*/, namespace: 'undici-agent-only' }, () => ({
+      loader: 'js', resolveDir: root, contents: "export { default as Agent } from 'undici/lib/dispatcher/agent.js'\n",
+    }))
+  },
+}
+
+/**
  * A plugin that rewrites a package's file as it is bundled. The build fails when `expected` is no longer in the file:
  * a new release of the package changed what the rewrite relies on.
  */
@@ -152,8 +168,8 @@ const externalImportsThroughBin = {
 }
 
 /** What both builds do to the packages they bundle. */
-const packageRewrites = [lazyYaml, lazySerializerCompiler, lazyJwkToPem, yargsInPlace, lazySegmenter, lazyServers,
-  precompiledSchemas]
+const packageRewrites = [lazyYaml, lazySerializerCompiler, lazyJwkToPem, undiciAgentOnly, yargsInPlace, lazySegmenter,
+  lazyServers, precompiledSchemas]
 
 const common = {
   absWorkingDir: root,

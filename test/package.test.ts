@@ -201,6 +201,8 @@ t.test('the installed bin (the bundled command line) serves every API with a rea
   const script = readFileSync(join(where, 'dist', 'cli', 'server.cjs'), 'latin1')
   t.match(script, /node_modules\/get-jwks\/src\/get-jwks\.js"/, 'get-jwks is in the script')
   t.notMatch(script, /node_modules\/(jwk-to-pem|elliptic)\//, 'jwk-to-pem and elliptic, which only it uses, are not')
+  t.match(script, /node_modules\/undici\/lib\/dispatcher\/agent\.js"/, 'undici\'s Agent, which bounds the fetches, is')
+  t.notMatch(script, /node_modules\/undici\/(index|lib\/web\/fetch\/index)\.js"/, 'and not the rest of undici (its own fetch)')
   const created = await send<{ id: number }>(url, '/api/resource/v1/', { method: 'POST', token, json: { name: 'one' } })
   t.equal(created.status, 201, 'resource v1 creates')
   const read = await send(url, `/api/resource/v1/${String(created.body?.id)}`, { token })
