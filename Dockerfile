@@ -45,7 +45,8 @@ COPY scripts/tap-plugins.mjs scripts/
 RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json README.md ./
-COPY scripts/stamp-version.mjs scripts/bundle.mjs scripts/code-cache.mjs scripts/precompile-schemas.mjs scripts/
+COPY scripts/stamp-version.mjs scripts/bundle.mjs scripts/code-cache.mjs scripts/precompile-schemas.mjs \
+  scripts/start-options.mjs scripts/
 COPY src/ src/
 COPY plugins/ plugins/
 COPY drizzle/ drizzle/

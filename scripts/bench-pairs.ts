@@ -19,7 +19,8 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { cpuSeconds, startNodeFlags, stopChild } from './bench/server-process.js'
+import { cpuSeconds, stopChild } from './bench/server-process.js'
+import { startNodeFlags } from './start-options.mjs'
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -24,7 +24,8 @@ import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { startTestProvider, type TestProvider } from '../test/fixtures/oidc-provider.js'
 // With the load generator on the same cores, CPU time a request is steadier than requests a second.
-import { cpuSeconds, startNodeFlags, stopChild } from './bench/server-process.js'
+import { cpuSeconds, stopChild } from './bench/server-process.js'
+import { startNodeFlags } from './start-options.mjs'
 
 const args = process.argv.slice(2)
 const short = args.includes('--short')

@@ -24,6 +24,7 @@ import { readdirSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { build, transform } from 'esbuild'
 import { precompiledTable } from './precompile-schemas.mjs'
+import { startNodeFlags } from './start-options.mjs'
 
 const root = new URL('..', import.meta.url).pathname
 const outdir = `${root}dist/cli`
@@ -259,12 +260,11 @@ if (/\bimport\(/.test(await withoutComments(await readFile(`${outdir}/${SCRIPT}`
  * options the package is started with: none (the bin, npx), and those of `npm start`, which the image's entry point
  * repeats (npm run bench checks that). V8 accepts a cache only under the V8 flags it was made with.
  */
-const start = JSON.parse(await readFile(`${root}package.json`, 'utf8')).scripts.start.split(' ')
 // NODE_OPTIONS would change the options the cache is made for (npm's own, a debugger's): only the flags given count.
 // The start is the default one: none of the builder's MRMAT_* settings (a database of theirs would be migrated) and
 // no OpenTelemetry exporter.
 const env = Object.fromEntries(Object.entries(process.env)
   .filter(([name]) => name !== 'NODE_OPTIONS' && !/^(MRMAT_|OTEL_)/.test(name)))
-for (const options of [[], start.slice(1, -1)]) {
+for (const options of [[], startNodeFlags(root)]) {
   execFileSync(process.execPath, [...options, `${root}scripts/code-cache.mjs`, outdir], { env, stdio: 'inherit' })
 }

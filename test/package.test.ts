@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Sqlite from 'better-sqlite3'
 import t, { type Test } from 'tap'
-import { startNodeFlags } from '../scripts/bench/server-process.js'
+import { startNodeFlags } from '../scripts/start-options.mjs'
 import { startTestProvider } from './fixtures/oidc-provider.js'
 import { startOtlpReceiver } from './fixtures/otlp-receiver.js'
 import { signInDevice } from './helpers/device-sign-in.js'
@@ -78,7 +78,7 @@ async function packAndInstall(): Promise<Installed> {
   const sources = [
     'package.json', 'package-lock.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json',
     'src', 'plugins', 'drizzle', 'scripts/bundle.mjs', 'scripts/code-cache.mjs', 'scripts/precompile-schemas.mjs',
-    'scripts/stamp-version.mjs', 'scripts/tap-plugins.mjs',
+    'scripts/start-options.mjs', 'scripts/stamp-version.mjs', 'scripts/tap-plugins.mjs',
   ]
   mkdirSync(join(stage, 'scripts'))
   for (const entry of sources) {
