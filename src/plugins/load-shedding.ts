@@ -46,9 +46,10 @@ interface Overload {
   detail: string
 }
 
-function describeOverload(fastify: FastifyInstance, options: Limits): Overload | undefined {
+/** What is over its limit; the event-loop delay only when `delayCounts` (see loadShedding). */
+function describeOverload(fastify: FastifyInstance, options: Limits, delayCounts: boolean): Overload | undefined {
   const usage = fastify.memoryUsage()
-  if (options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
+  if (delayCounts && options.maxEventLoopDelay > 0 && usage.eventLoopDelay > options.maxEventLoopDelay) {
     // under-pressure reports Infinity when the loop was too busy to take a single measurement.
     const delay = Number.isFinite(usage.eventLoopDelay)
       ? `${Math.round(usage.eventLoopDelay)} ms`
@@ -90,8 +91,19 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
   // process is over a limit is decided here once a sample (at the same interval: the decision is at most a sample
   // older than under-pressure's figures), and a request only reads that decision.
   await fastify.register(underPressure, { sampleInterval })
+  // The start holds the event loop (compiling, migrating, listening), and under-pressure measures the loop's delay
+  // from the moment it is registered: its samples until one whole interval after `ready` measure the start, not load.
+  // Counted, they had a server just started on a busy machine refuse its first requests and report itself not ready
+  // (CI: one of three replicas started at once answered readiness 503). The delay counts from two intervals after
+  // ready, when the latest sample began after it; the heap and RSS, which a start does not distort, count at once.
+  let delayCountsFrom = Number.POSITIVE_INFINITY
+  fastify.addHook('onReady', function countDelayAfterStart(done) {
+    delayCountsFrom = Date.now() + 2 * sampleInterval
+    done()
+  })
+  const judgeNow = () => describeOverload(fastify, limits, Date.now() >= delayCountsFrom)
   let overload: Overload | undefined
-  const judge = setInterval(() => { overload = describeOverload(fastify, limits) }, sampleInterval).unref()
+  const judge = setInterval(() => { overload = judgeNow() }, sampleInterval).unref()
   fastify.addHook('onClose', (_instance, done) => {
     clearInterval(judge)
     done()
@@ -115,7 +127,7 @@ async function loadShedding(fastify: FastifyInstance, options: LoadOptions): Pro
     }))
   })
   fastify.readiness.add('load', () => {
-    const overload = describeOverload(fastify, limits)
+    const overload = judgeNow()
     if (overload !== undefined) throw new Error(overload.detail)
   })
 }
