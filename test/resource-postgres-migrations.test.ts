@@ -72,7 +72,9 @@ t.test('three replicas started at once against an empty database all come up, an
   const urls = started.map(({ url }) => url)
   t.equal(new Set(urls).size, 3, 'three servers on three ports')
   for (const [i, url] of urls.entries()) {
-    t.equal((await send(url, '/healthz/readiness')).status, 200, `replica ${String(i)} is ready: its database answers`)
+    const readiness = await send(url, '/healthz/readiness')
+    // The body names the check that failed, should one fail.
+    t.equal(readiness.status, 200, `replica ${String(i)} is ready: its database answers`, { body: readiness.body })
     t.equal((await send(url, '/api/resource/v1/')).status, 401, `replica ${String(i)} serves resource v1`)
   }
   for (const [i, replica] of replicas.entries()) {
