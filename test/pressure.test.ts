@@ -10,6 +10,12 @@ import { pollUntil } from './helpers/wait.js'
 const SAMPLE_MS = 200
 const BLOCK_MS = 800
 
+/** Holds the event loop for `ms`, as a busy start or a slow handler does. */
+function holdEventLoop(ms: number): void {
+  const until = Date.now() + ms
+  while (Date.now() < until) { /* the point is to hold the event loop */ }
+}
+
 t.test('a blocked event loop: 503 problems with Retry-After, readiness reports it, then all recovers', async (t) => {
   const app = await build(t, {
     database: 'none',
@@ -19,8 +25,7 @@ t.test('a blocked event loop: 503 problems with Retry-After, readiness reports i
     maxRss: 0,
     loadTuning: { sampleInterval: SAMPLE_MS, retryAfter: 3 },
     routes: (app) => app.get('/block', async () => {
-      const until = Date.now() + BLOCK_MS
-      while (Date.now() < until) { /* the point is to hold the event loop */ }
+      holdEventLoop(BLOCK_MS)
       return { blocked: BLOCK_MS }
     }),
   })
@@ -72,10 +77,7 @@ t.test('a start that holds the event loop past a sample is not load: the first r
     maxHeapUsed: 0,
     maxRss: 0,
     loadTuning: { sampleInterval: sampleMs },
-    routes: () => {
-      const until = Date.now() + 3 * sampleMs
-      while (Date.now() < until) { /* the point is to hold the event loop */ }
-    },
+    routes: () => { holdEventLoop(3 * sampleMs) },
   })
   // The held sample is taken, and judged, while the first requests come.
   const answers = []
