@@ -3,7 +3,7 @@ import type { Problem as ProblemBody } from '#src/lib/problem.js'
 import type { TestDatabase } from './fixtures/databases.js'
 import {
   BOB, MAX_ID, PROBLEM_JSON, assertProblem, create, onEachDialect, ownersOf, resourceRow, snapshot,
-  type Resource, type ResourceRow,
+  type Page, type Resource, type ResourceRow,
 } from './helpers/resource.js'
 
 // Resource v1 under concurrent and failing writes (see helpers/resource.ts).
@@ -105,6 +105,33 @@ onEachDialect(t, (t, world) => {
     const converged = await db.query<ResourceRow>('SELECT id, owner_id, name FROM resources WHERE name = ?',
       ['converged'])
     t.equal(converged.length, 1, 'exactly one row has the name')
+  })
+
+  t.test('concurrent reads: each is answered for itself, and sees every write acknowledged before it', async (t) => {
+    // On SQLite the reads of one moment share one read transaction (plugins/database/read-batch.ts).
+    const token = await world.person(world.fresh('reader'), 'Reader')
+    const made = await Promise.all(Array.from({ length: 5 }, async (_, i) => create(world, token, `read ${String(i)}`)))
+    const gone = await create(world, token, 'read gone')
+    t.equal((await world.call('DELETE', world.url(gone.id), { token })).status, 204)
+    const ids = [...made.map((resource) => resource.id), gone.id, MAX_ID]
+    const first = Math.min(...made.map((resource) => resource.id))
+    const replies = await Promise.all([
+      ...Array.from({ length: 4 }, () => ids).flat().map(async (id) => world.call('GET', world.url(id), { token })),
+      ...Array.from({ length: 4 }, async () =>
+        world.call('GET', `${world.base}/?limit=3&after=${String(first - 1)}`, { token })),
+    ])
+    const gets = replies.slice(0, ids.length * 4)
+    gets.forEach((reply, i) => {
+      const id = ids[i % ids.length]
+      const expected = made.find((resource) => resource.id === id)
+      if (expected === undefined) assertProblem(t, reply, 404, `GET ${String(id)}, which does not exist`)
+      else t.strictSame([reply.status, reply.body], [200, expected], `GET ${String(id)}`)
+    })
+    for (const page of replies.slice(ids.length * 4)) {
+      t.equal(page.status, 200)
+      t.strictSame((page.body as Page).resources.map((resource) => resource.id),
+        [...made].sort((a, b) => a.id - b.id).slice(0, 3).map((resource) => resource.id), 'each page the same three')
+    }
   })
 
   t.test('writes are atomic: a failed write leaves no owner row or half-written change behind', async (t) => {

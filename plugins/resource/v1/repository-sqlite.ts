@@ -5,8 +5,9 @@ import { nameClash, resourceOf, type ResourceRepository, type ResourceRow } from
 import type { Resource } from './schemas.js'
 
 /**
- * better-sqlite3 is synchronous: every statement is prepared once here, and each write is one atomic unit, committed
- * together with the writes of the same moment (group commit).
+ * better-sqlite3 is synchronous: every statement is prepared once here, each read runs in one read transaction with
+ * the reads of the same moment, and each write is one atomic unit, committed together with the writes of the same
+ * moment (group commit).
  */
 export function sqliteResources(database: SqliteDatabase): ResourceRepository {
   const { orm } = database
@@ -72,11 +73,13 @@ export function sqliteResources(database: SqliteDatabase): ResourceRepository {
 
   return {
     async list(after, limit) {
-      return listPage.all(after, limit).map(resourceOf)
+      return database.read(() => listPage.all(after, limit).map(resourceOf))
     },
     async get(id) {
-      const row = getOne.get(id)
-      return row === undefined ? undefined : resourceOf(row)
+      return database.read(() => {
+        const row = getOne.get(id)
+        return row === undefined ? undefined : resourceOf(row)
+      })
     },
     async create(caller, name) {
       return translated((): Resource => {

@@ -42,6 +42,11 @@ export interface SqliteDatabase extends DatabaseBase {
    * turn of the event loop; resolves once committed.
    */
   write<T>(work: () => T): Promise<T>
+  /**
+   * Runs `work` (synchronous reads) with the other reads of the same turn of the event loop, in one read transaction
+   * taken after them all; resolves with what it returned.
+   */
+  read<T>(work: () => T): Promise<T>
 }
 
 export interface PostgresDatabase extends DatabaseBase {

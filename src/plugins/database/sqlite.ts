@@ -8,6 +8,7 @@ import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { migrationsFolder } from '../../lib/package-info.js'
 import { answers, DatabaseError, type SqliteDatabase } from './database.js'
 import { groupCommit, LOCK_ATTEMPT_MS } from './group-commit.js'
+import { readBatch } from './read-batch.js'
 import * as schema from './schema/sqlite.js'
 import { SQLITE_MEMORY } from './url.js'
 
@@ -75,6 +76,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): SqliteDat
     orm,
     connection,
     write: groupCommit(connection, busyTimeout, writes),
+    read: readBatch(connection),
     stats: () => ({
       queryErrors: writes.errors,
       busy: { waitSeconds: writes.busyWaitSeconds, timeouts: writes.busyTimeouts },
