@@ -1,4 +1,5 @@
 import { asc, eq, gt, sql } from 'drizzle-orm'
+import { batchedLookup } from '#src/plugins/database/batched-lookup.js'
 import type { PostgresDatabase } from '#src/plugins/database/database.js'
 import { owners, resources } from '#src/plugins/database/schema/postgres.js'
 import { nameClash, resourceOf, type Caller, type ResourceRepository, type ResourceRow } from './repository.js'
@@ -78,10 +79,14 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
   // placeholders are numbered in the order they appear.
   const flat = (name: string, query: { toSQL(): { sql: string } }) => {
     const text = query.toSQL().sql
-    return async (...values: number[]): Promise<ResourceRow[]> =>
+    return async (...values: unknown[]): Promise<ResourceRow[]> =>
       (await pool.query<ResourceRow>({ name, text, values, rowMode: 'array' })).rows
   }
-  const getOne = flat('mrmat_resource_v1_get', joined().where(eq(resources.id, sql.placeholder('id'))))
+  // The gets of one moment are one statement of all their ids (batchedLookup). Traced, that statement is a span of the
+  // request that came first.
+  const getMany = flat('mrmat_resource_v1_get_many',
+    joined().where(sql`${resources.id} = ANY(${sql.placeholder('ids')})`))
+  const getOne = batchedLookup(async (ids: number[]) => getMany(ids), (row) => row[0])
   const listPage = flat('mrmat_resource_v1_list', joined()
     .where(gt(resources.id, sql.placeholder('after')))
     .orderBy(asc(resources.id))
@@ -100,7 +105,7 @@ export function postgresResources(database: PostgresDatabase): ResourceRepositor
       return (await listPage(after, limit)).map(resourceOf)
     },
     async get(id) {
-      const [row] = await getOne(id)
+      const row = await getOne(id)
       return row === undefined ? undefined : resourceOf(row)
     },
     async create(caller: Caller, name: string) {
