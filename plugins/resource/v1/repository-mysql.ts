@@ -1,5 +1,6 @@
 import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { codedError } from '#src/lib/errors.js'
+import { batchedLookup } from '#src/plugins/database/batched-lookup.js'
 import type { MysqlDatabase } from '#src/plugins/database/database.js'
 import { nameClash, type Caller, type ResourceRepository } from './repository.js'
 import type { Resource } from './schemas.js'
@@ -16,7 +17,9 @@ const ATTEMPTS = 3
 
 const JOINED = 'SELECT r.id, r.name, o.id AS owner_id, o.subject, o.name AS owner_name '
   + 'FROM resources r JOIN owners o ON o.id = r.owner_id'
-const GET = `${JOINED} WHERE r.id = ?`
+// The gets of one moment are one statement of all their ids (batchedLookup), formatted by the driver: `IN (?)` of an
+// array of numbers becomes `IN (1, 2, …)`.
+const GET_MANY = `${JOINED} WHERE r.id IN (?)`
 // Formatted by the driver rather than prepared: MySQL's prepared LIMIT takes no parameter as mysql2 sends numbers.
 const LIST = `${JOINED} WHERE r.id > ? ORDER BY r.id LIMIT ?`
 const OWNER_OF = 'SELECT id, name FROM owners WHERE subject = ?'
@@ -63,6 +66,8 @@ interface OwnerRow extends RowDataPacket {
  */
 export function mysqlResources(database: MysqlDatabase): ResourceRepository {
   const { pool } = database
+  const getOne = batchedLookup(async (ids: number[]) => (await pool.query<ResourceRow[]>(GET_MANY, [ids]))[0],
+    (row) => row.id)
 
   async function transaction<T>(caller: Caller, work: (connection: PoolConnection) => Promise<T>): Promise<T> {
     if (Buffer.byteLength(caller.subject) > MAX_SUBJECT_BYTES) {
@@ -100,8 +105,7 @@ export function mysqlResources(database: MysqlDatabase): ResourceRepository {
       return rows.map(toResource)
     },
     async get(id) {
-      const [rows] = await pool.execute<ResourceRow[]>(GET, [id])
-      const [row] = rows
+      const row = await getOne(id)
       return row === undefined ? undefined : toResource(row)
     },
     async create(caller, name) {
